@@ -1,0 +1,126 @@
+// Command hastack answers operational questions about a running hastack by
+// asking Nomad and Consul: it waits for the agents and services to be ready,
+// ensures the database secrets exist and prints connection strings.
+//
+//	hastack wait-agents   [-timeout 90s]
+//	hastack wait-services [-timeout 300s] [-jobs postgres,haproxy] name=count...
+//	hastack wait-stopped  [-timeout 90s] job...
+//	hastack secrets
+//	hastack dsn postgres-primary|postgres-follower|haproxy
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"hastack/cluster"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hastack:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: hastack <command> [flags]
+  wait-agents   [-timeout 90s]                       wait for Consul and Nomad to be ready
+  wait-services [-timeout 300s] [-jobs a,b] name=N... wait until each service has N passing instances
+  wait-stopped  [-timeout 90s] job...                 wait until the jobs' allocations are gone
+  secrets                                            create the database passwords in Nomad variables unless present
+  dsn SERVICE                                        print a connection string for the app user`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("no command\n%s", usage)
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	timeout := fs.Duration("timeout", 90*time.Second, "give up after this long")
+	jobs := fs.String("jobs", "", "comma-separated jobs whose failing allocations are reported on timeout")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *timeout <= 0 {
+		return fmt.Errorf("-timeout must be positive")
+	}
+	c, err := cluster.NewClients()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	switch cmd {
+	case "wait-agents":
+		if err := cluster.Poll(ctx, "consul leader", c.ConsulReady); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "consul: leader elected")
+		if err := cluster.Poll(ctx, "nomad leader and a ready client with raw_exec and consul", c.NomadReady); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "nomad: leader elected, client ready")
+		return nil
+	case "wait-services":
+		wants, err := cluster.ParseWants(fs.Args())
+		if err != nil {
+			return err
+		}
+		if len(wants) == 0 {
+			return fmt.Errorf("wait-services needs name=count arguments")
+		}
+		start := time.Now()
+		if err := cluster.Poll(ctx, "services to pass their checks", c.ServicesPassing(wants)); err != nil {
+			if *jobs != "" {
+				pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer pcancel()
+				if p := c.Problems(pctx, strings.Split(*jobs, ",")); p != "" {
+					err = fmt.Errorf("%w\nallocations that are not healthy:\n%s", err, p)
+				}
+			}
+			return err
+		}
+		fmt.Fprintf(stdout, "services passing after %s: %s\n", time.Since(start).Round(100*time.Millisecond), strings.Join(fs.Args(), " "))
+		return nil
+	case "wait-stopped":
+		if fs.NArg() == 0 {
+			return fmt.Errorf("wait-stopped needs job names")
+		}
+		return cluster.Poll(ctx, "allocations to stop", c.JobsStopped(fs.Args()))
+	case "secrets":
+		created, err := c.EnsureSecrets(ctx)
+		if err != nil {
+			return err
+		}
+		if created {
+			fmt.Fprintf(stdout, "secrets: created database passwords in Nomad variable %s\n", cluster.SecretsPath)
+		} else {
+			fmt.Fprintf(stdout, "secrets: present in Nomad variable %s\n", cluster.SecretsPath)
+		}
+		return nil
+	case "dsn":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("dsn needs one service name (postgres-primary, postgres-follower, haproxy)")
+		}
+		dsn, err := c.DSN(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, dsn)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+	}
+}

@@ -1,0 +1,115 @@
+# The Go backend: GET /data reads a row from a follower through HAProxy; POST /data writes to the primary.
+
+variable "datacenters" {
+  type        = list(string)
+  description = "Datacenters the job may run in."
+  default     = ["dc1"]
+}
+
+variable "bin_dir" {
+  type        = string
+  description = "Directory holding the hastack binaries on every client (scripts/install.sh builds them into bin/)."
+}
+
+variable "backends" {
+  type        = number
+  description = "How many backend instances serve HTTP."
+  default     = 2
+}
+
+variable "log_level" {
+  type        = string
+  description = "Backend log level: debug, info, warn or error."
+  default     = "info"
+}
+
+job "backend" {
+  datacenters = var.datacenters
+  type        = "service"
+
+  update {
+    max_parallel     = 1
+    min_healthy_time = "3s"
+    healthy_deadline = "2m"
+  }
+
+  group "backend" {
+    count = var.backends
+
+    network {
+      port "http" {}
+    }
+
+    restart {
+      attempts = 30
+      interval = "5m"
+      delay    = "1s"
+      mode     = "delay"
+    }
+
+    reschedule {
+      delay          = "5s"
+      delay_function = "constant"
+      unlimited      = true
+    }
+
+    task "backend" {
+      driver = "raw_exec"
+
+      config {
+        command = "${var.bin_dir}/backend"
+      }
+
+      env {
+        BACKEND_ID = "backend-${NOMAD_ALLOC_INDEX}"
+        LOG_LEVEL  = var.log_level
+      }
+
+      # Where the databases are, read at start. "noop": a primary or HAProxy
+      # that is briefly unhealthy must not restart the backends serving reads.
+      template {
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs" -}}
+          {{ $pw := .app_password -}}
+          {{ range service "haproxy" -}}
+          READ_DATABASE_URL=postgres://app:{{ $pw }}@{{ .Address }}:{{ .Port }}/hastack?sslmode=disable
+          {{ end -}}
+          {{ range service "postgres-primary" -}}
+          WRITE_DATABASE_URL=postgres://app:{{ $pw }}@{{ .Address }}:{{ .Port }}/hastack?sslmode=disable
+          {{ end -}}
+          {{ end -}}
+        EOT
+        destination = "secrets/db.env"
+        env         = true
+        change_mode = "noop"
+      }
+
+      service {
+        name = "backend"
+        port = "http"
+        tags = ["backend-${NOMAD_ALLOC_INDEX}"]
+        meta {
+          name = "backend-${NOMAD_ALLOC_INDEX}"
+        }
+
+        check {
+          name     = "ready: reads reach a follower"
+          type     = "http"
+          path     = "/readyz"
+          interval = "1s"
+          timeout  = "1s"
+        }
+      }
+
+      # Planned stops drain: deregister, let Nginx re-render without us, then stop.
+      shutdown_delay = "2s"
+      kill_signal    = "SIGTERM"
+      kill_timeout   = "10s"
+
+      resources {
+        cpu    = 500
+        memory = 128
+      }
+    }
+  }
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Starts one Postgres instance of hastack under Nomad: the primary (creates the
+# cluster, schema and seed rows on first start) or a follower (copies the
+# primary with pg_basebackup on first start, then streams). Rendered by Nomad
+# into the task directory; settings come from the environment the job sets.
+set -euo pipefail
+
+: "${ROLE:?}" "${NAME:?}" "${PG_BIN:?}" "${NOMAD_ALLOC_DIR:?}" "${NOMAD_ALLOC_ID:?}" "${NOMAD_IP_pg:?}" "${NOMAD_PORT_pg:?}"
+
+pgdata="$NOMAD_ALLOC_DIR/data/pgdata"
+# Unix sockets have a ~100 byte path limit, so they live outside the alloc dir.
+sockdir="/tmp/hastack-pg-$NOMAD_ALLOC_ID"
+as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
+
+install -d -o postgres -g postgres -m 0700 "$pgdata" "$sockdir"
+install -o postgres -g postgres -m 0600 /dev/null "$NOMAD_SECRETS_DIR/pgpass"
+printf '*:*:*:replicator:%s\n' "$REPLICATION_PASSWORD" >"$NOMAD_SECRETS_DIR/pgpass"
+
+write_conf() {
+	# Rewritten on every start: a rescheduled allocation may get another address.
+	cat >"$pgdata/hastack.conf" <<CONF
+listen_addresses = '$NOMAD_IP_pg'
+port = $NOMAD_PORT_pg
+unix_socket_directories = '$sockdir'
+cluster_name = '$NAME'
+max_connections = 200
+shared_buffers = 128MB
+wal_level = replica
+max_wal_senders = 10
+wal_keep_size = '1GB'
+hot_standby = on
+hot_standby_feedback = on
+log_destination = 'stderr'
+logging_collector = off
+log_line_prefix = '%m [%p] $NAME '
+CONF
+	chown postgres:postgres "$pgdata/hastack.conf"
+	grep -q "^include 'hastack.conf'" "$pgdata/postgresql.conf" ||
+		echo "include 'hastack.conf'" >>"$pgdata/postgresql.conf"
+}
+
+init_primary() {
+	local tmp="$pgdata.init"
+	rm -rf "$tmp"
+	install -d -o postgres -g postgres -m 0700 "$tmp"
+	as_pg "$PG_BIN/initdb" -D "$tmp" -U postgres --auth-local=peer --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+	cat >"$tmp/pg_hba.conf" <<HBA
+local all         all                      peer
+host  replication replicator 0.0.0.0/0     scram-sha-256
+host  replication replicator ::/0          scram-sha-256
+host  hastack     app        0.0.0.0/0     scram-sha-256
+host  hastack     app        ::/0          scram-sha-256
+HBA
+	write_conf_at "$tmp"
+	# A private server (no TCP) to create roles, schema and seed rows; pg_ctl -w
+	# waits until it accepts connections, with a deadline.
+	as_pg "$PG_BIN/pg_ctl" -D "$tmp" -w -t 60 -o "-c listen_addresses=''" -l "$tmp/init.log" start
+	as_pg "$PG_BIN/psql" -h "$sockdir" -p "$NOMAD_PORT_pg" -U postgres -d postgres -v ON_ERROR_STOP=1 -q \
+		-v app_pw="$APP_PASSWORD" -v repl_pw="$REPLICATION_PASSWORD" -v rows="$SEED_ROWS" <<'SQL'
+CREATE ROLE app LOGIN PASSWORD :'app_pw';
+CREATE ROLE replicator LOGIN REPLICATION PASSWORD :'repl_pw';
+CREATE DATABASE hastack OWNER app;
+\connect hastack
+SET ROLE app;
+CREATE TABLE items (
+  id         bigserial PRIMARY KEY,
+  payload    text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO items (payload) SELECT 'seed-' || g FROM generate_series(1, :rows) AS g;
+SQL
+	as_pg "$PG_BIN/pg_ctl" -D "$tmp" -w -t 60 -m fast stop
+	rm -f "$tmp/init.log"
+	mv "$tmp" "$pgdata.ready"
+	rm -rf "$pgdata"
+	mv "$pgdata.ready" "$pgdata"
+}
+
+# write_conf_at DIR: write_conf for a data directory that is not yet in place.
+write_conf_at() { local saved=$pgdata; pgdata=$1; write_conf; pgdata=$saved; }
+
+init_follower() {
+	: "${PRIMARY_ADDR:?no passing postgres-primary in Consul yet}"
+	local tmp="$pgdata.init"
+	rm -rf "$tmp"
+	install -d -o postgres -g postgres -m 0700 "$tmp"
+	as_pg env PGPASSFILE="$NOMAD_SECRETS_DIR/pgpass" "$PG_BIN/pg_basebackup" \
+		-h "${PRIMARY_ADDR%:*}" -p "${PRIMARY_ADDR##*:}" -U replicator -D "$tmp" -X stream -c fast --no-password
+	rm -rf "$pgdata"
+	mv "$tmp" "$pgdata"
+}
+
+case "$ROLE" in
+primary)
+	[[ -s "$pgdata/PG_VERSION" ]] || init_primary
+	write_conf
+	rm -f "$pgdata/standby.signal"
+	;;
+follower)
+	[[ -s "$pgdata/PG_VERSION" ]] || init_follower
+	write_conf
+	: "${PRIMARY_ADDR:?no passing postgres-primary in Consul yet}"
+	# Where the primary is now, as Consul says; a restart picks up a moved primary.
+	cat >>"$pgdata/hastack.conf" <<CONF
+primary_conninfo = 'host=${PRIMARY_ADDR%:*} port=${PRIMARY_ADDR##*:} user=replicator passfile=$NOMAD_SECRETS_DIR/pgpass application_name=$NAME'
+CONF
+	install -o postgres -g postgres -m 0600 /dev/null "$pgdata/standby.signal"
+	;;
+*)
+	echo "unknown ROLE $ROLE" >&2
+	exit 2
+	;;
+esac
+
+exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$PG_BIN/postgres" -D "$pgdata"

@@ -1,0 +1,112 @@
+# Nginx: the HTTP entry point, balanced over the passing backends.
+
+variable "datacenters" {
+  type        = list(string)
+  description = "Datacenters the job may run in."
+  default     = ["dc1"]
+}
+
+variable "http_port" {
+  type        = number
+  description = "Fixed port clients send HTTP to (the public entry point)."
+  default     = 8080
+}
+
+variable "nginx_bin" {
+  type        = string
+  description = "Nginx binary on every client (Debian's nginx 1.22)."
+  default     = "/usr/sbin/nginx"
+}
+
+job "nginx" {
+  datacenters = var.datacenters
+  type        = "service"
+
+  group "nginx" {
+    count = 1
+
+    network {
+      port "http" {
+        static = var.http_port
+      }
+    }
+
+    restart {
+      attempts = 30
+      interval = "5m"
+      delay    = "1s"
+      mode     = "delay"
+    }
+
+    reschedule {
+      delay          = "5s"
+      delay_function = "constant"
+      unlimited      = true
+    }
+
+    task "nginx" {
+      driver = "raw_exec"
+
+      # Foreground master (daemon off) so Nomad supervises it; -e: log to stderr
+      # from the first line, before the config is read.
+      config {
+        command = var.nginx_bin
+        args    = ["-e", "stderr", "-p", "${NOMAD_TASK_DIR}", "-c", "${NOMAD_TASK_DIR}/nginx.conf", "-g", "daemon off;"]
+      }
+
+      template {
+        data        = file("jobs/files/nginx-reload.sh")
+        destination = "local/reload.sh"
+        perms       = "0755"
+        change_mode = "noop"
+      }
+
+      # Creates local/tmp for nginx's scratch paths before nginx starts.
+      template {
+        data        = "temp files of nginx live here\n"
+        destination = "local/tmp/README"
+        change_mode = "noop"
+      }
+
+      template {
+        data        = file("templates/nginx.ctmpl")
+        destination = "local/nginx.conf"
+        change_mode = "script"
+        change_script {
+          command       = "/bin/bash"
+          args          = ["${NOMAD_TASK_DIR}/reload.sh"]
+          timeout       = "10s"
+          fail_on_error = false
+        }
+        # Apply catalog changes at once: a dead backend must leave rotation in
+        # well under a second.
+        wait {
+          min = "50ms"
+          max = "250ms"
+        }
+        splay = "0s"
+      }
+
+      service {
+        name = "nginx"
+        port = "http"
+        check {
+          name     = "serves HTTP"
+          type     = "http"
+          path     = "/nginx-health"
+          interval = "1s"
+          timeout  = "1s"
+        }
+      }
+
+      # SIGQUIT: graceful shutdown, in-flight requests finish.
+      kill_signal  = "SIGQUIT"
+      kill_timeout = "10s"
+
+      resources {
+        cpu    = 300
+        memory = 128
+      }
+    }
+  }
+}

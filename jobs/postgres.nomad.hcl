@@ -1,0 +1,244 @@
+# Postgres 15: one primary that takes writes and followers that stream its WAL and serve reads.
+
+variable "datacenters" {
+  type        = list(string)
+  description = "Datacenters the job may run in."
+  default     = ["dc1"]
+}
+
+variable "pg_bin_dir" {
+  type        = string
+  description = "Directory of the Postgres 15 server binaries on every client (Debian's postgresql-15)."
+  default     = "/usr/lib/postgresql/15/bin"
+}
+
+variable "followers" {
+  type        = number
+  description = "How many streaming followers serve reads."
+  default     = 2
+}
+
+variable "seed_rows" {
+  type        = number
+  description = "Rows the primary seeds into items on first start; the backend reads random keys in 1..seed_rows."
+  default     = 10000
+}
+
+locals {
+  # A crashed Postgres comes back within a second, in place, on its own data.
+  restart = {
+    attempts = 30
+    interval = "5m"
+    delay    = "1s"
+  }
+  secrets_env = <<-EOT
+    {{ with nomadVar "nomad/jobs" -}}
+    APP_PASSWORD={{ .app_password }}
+    REPLICATION_PASSWORD={{ .replication_password }}
+    {{- end }}
+  EOT
+}
+
+job "postgres" {
+  datacenters = var.datacenters
+  type        = "service"
+
+  update {
+    max_parallel     = 1
+    min_healthy_time = "5s"
+    healthy_deadline = "5m"
+  }
+
+  group "primary" {
+    count = 1
+
+    network {
+      port "pg" {}
+    }
+
+    # Keep the data directory across restarts and, best effort, reschedules.
+    ephemeral_disk {
+      size    = 1024
+      sticky  = true
+      migrate = true
+    }
+
+    restart {
+      attempts = local.restart.attempts
+      interval = local.restart.interval
+      delay    = local.restart.delay
+      mode     = "delay"
+    }
+
+    reschedule {
+      delay          = "5s"
+      delay_function = "constant"
+      unlimited      = true
+    }
+
+    task "postgres" {
+      driver = "raw_exec"
+
+      config {
+        command = "/bin/bash"
+        args    = ["${NOMAD_TASK_DIR}/start.sh"]
+      }
+
+      env {
+        ROLE      = "primary"
+        NAME      = "primary"
+        PG_BIN    = var.pg_bin_dir
+        SEED_ROWS = var.seed_rows
+      }
+
+      template {
+        data        = file("jobs/files/postgres-start.sh")
+        destination = "local/start.sh"
+        perms       = "0755"
+        change_mode = "noop"
+      }
+
+      template {
+        data        = file("jobs/files/postgres-check.sh")
+        destination = "local/check.sh"
+        perms       = "0755"
+        change_mode = "noop"
+      }
+
+      template {
+        data        = local.secrets_env
+        destination = "secrets/db.env"
+        env         = true
+        change_mode = "noop"
+      }
+
+      service {
+        name = "postgres-primary"
+        port = "pg"
+
+        check {
+          name     = "answers SQL, not in recovery"
+          type     = "script"
+          command  = "/bin/bash"
+          args     = ["${NOMAD_TASK_DIR}/check.sh"]
+          interval = "1s"
+          timeout  = "2s"
+        }
+      }
+
+      # SIGINT is Postgres' fast shutdown: roll back sessions, checkpoint, exit.
+      kill_signal  = "SIGINT"
+      kill_timeout = "30s"
+
+      resources {
+        cpu    = 500
+        memory = 512
+      }
+    }
+  }
+
+  group "follower" {
+    count = var.followers
+
+    network {
+      port "pg" {}
+    }
+
+    ephemeral_disk {
+      size    = 1024
+      sticky  = true
+      migrate = true
+    }
+
+    restart {
+      attempts = local.restart.attempts
+      interval = local.restart.interval
+      delay    = local.restart.delay
+      mode     = "delay"
+    }
+
+    reschedule {
+      delay          = "5s"
+      delay_function = "constant"
+      unlimited      = true
+    }
+
+    task "postgres" {
+      driver = "raw_exec"
+
+      config {
+        command = "/bin/bash"
+        args    = ["${NOMAD_TASK_DIR}/start.sh"]
+      }
+
+      env {
+        ROLE   = "follower"
+        NAME   = "follower-${NOMAD_ALLOC_INDEX}"
+        PG_BIN = var.pg_bin_dir
+      }
+
+      template {
+        data        = file("jobs/files/postgres-start.sh")
+        destination = "local/start.sh"
+        perms       = "0755"
+        change_mode = "noop"
+      }
+
+      template {
+        data        = file("jobs/files/postgres-check.sh")
+        destination = "local/check.sh"
+        perms       = "0755"
+        change_mode = "noop"
+      }
+
+      template {
+        data        = local.secrets_env
+        destination = "secrets/db.env"
+        env         = true
+        change_mode = "noop"
+      }
+
+      # Where the primary is, read at each start. "noop": a primary that is
+      # briefly unhealthy must not restart the followers that serve reads;
+      # they keep streaming (and reconnect) on their own.
+      template {
+        data        = <<-EOT
+          {{ range service "postgres-primary|passing" -}}
+          PRIMARY_ADDR={{ .Address }}:{{ .Port }}
+          {{ end -}}
+        EOT
+        destination = "local/primary.env"
+        env         = true
+        change_mode = "noop"
+      }
+
+      service {
+        name = "postgres-follower"
+        port = "pg"
+        tags = ["follower-${NOMAD_ALLOC_INDEX}"]
+        meta {
+          name = "follower-${NOMAD_ALLOC_INDEX}"
+        }
+
+        check {
+          name     = "answers SQL, in recovery"
+          type     = "script"
+          command  = "/bin/bash"
+          args     = ["${NOMAD_TASK_DIR}/check.sh"]
+          interval = "1s"
+          timeout  = "2s"
+        }
+      }
+
+      # Deregister first, then stop: HAProxy drops the follower before it goes.
+      shutdown_delay = "1s"
+      kill_signal    = "SIGINT"
+      kill_timeout   = "30s"
+
+      resources {
+        cpu    = 500
+        memory = 512
+      }
+    }
+  }
+}

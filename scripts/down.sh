@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Stops hastack: the jobs in reverse order, then Nomad and Consul. Leaves no
+# process and no port behind. Safe to run twice. --purge also deletes the run
+# directory (agent state, databases, logs) so the next up starts from scratch.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+usage() { echo "usage: $0 [--purge]" >&2; exit 2; }
+purge=false
+for a in "$@"; do
+	case "$a" in
+	--purge) purge=true ;;
+	*) usage ;;
+	esac
+done
+
+running() { [[ -f "$RUN_DIR/$1/pid" ]] && kill -0 "$(cat "$RUN_DIR/$1/pid")" 2>/dev/null; }
+
+if running nomad; then
+	for ((i = ${#JOBS[@]} - 1; i >= 0; i--)); do
+		job=${JOBS[i]}
+		if nomad job status "$job" >/dev/null 2>&1; then
+			log "job $job: stopping"
+			nomad job stop -purge -detach "$job" >/dev/null
+		fi
+	done
+	hastack wait-stopped -timeout 120s "${JOBS[@]}"
+fi
+
+# stop_agent NAME: SIGINT (graceful leave) and wait for the process to exit.
+stop_agent() {
+	local name=$1 pid
+	running "$name" || { rm -f "$RUN_DIR/$name/pid"; return 0; }
+	pid="$(cat "$RUN_DIR/$name/pid")"
+	log "$name: stopping (pid $pid)"
+	kill -INT "$pid"
+	if ! timeout 60 tail --pid="$pid" -f /dev/null; then
+		log "$name: still running after 60s, killing"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$RUN_DIR/$name/pid"
+}
+stop_agent nomad
+stop_agent consul
+
+# Anything still holding files in the run directory (a task orphaned by an
+# agent that crashed) is ours: stop it rather than leave it behind.
+if [[ -d "$RUN_DIR" ]]; then
+	mapfile -t left < <(pgrep -f -- "$RUN_DIR/" || true)
+	if [[ ${#left[@]} -gt 0 ]]; then
+		log "stopping leftover processes: ${left[*]}"
+		kill -KILL "${left[@]}" 2>/dev/null || true
+	fi
+fi
+rm -rf /tmp/hastack-pg-*
+if $purge; then
+	log "deleting $RUN_DIR"
+	rm -rf "$RUN_DIR"
+fi
+log "hastack is down"

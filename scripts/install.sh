@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what hastack needs on Debian 12: packages, the pinned HashiCorp
+# binaries (built from the Go module proxy) and our own binaries, into bin/.
+# Safe to run twice: anything already at the right version is skipped.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+usage() { echo "usage: $0" >&2; exit 2; }
+[[ $# -eq 0 ]] || usage
+
+PACKAGES=(postgresql-15 postgresql-client-15 haproxy nginx wrk curl jq shellcheck iproute2 procps util-linux ca-certificates)
+
+install_packages() {
+	local missing=()
+	for p in "${PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	if [[ ${#missing[@]} -eq 0 ]]; then
+		log "debian packages: all present"
+		return
+	fi
+	log "debian packages: installing ${missing[*]}"
+	[[ $EUID -eq 0 ]] || die "installing packages needs root"
+	apt-get update -q
+	# The packages' own services (a Postgres cluster on 5432, nginx on 80) are not
+	# used by hastack; our instances run under Nomad on their own ports.
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# build_tool NAME VERSION: builds github.com/hashicorp/NAME from its pinned
+# module in tools/hashicorp/NAME unless bin/NAME already reports VERSION.
+build_tool() {
+	local name=$1 version=$2 have=""
+	if [[ -x "$BIN/$name" ]]; then
+		have="$("$BIN/$name" version 2>/dev/null | head -n1 || true)"
+		[[ "$name" == consul-template ]] && have="$("$BIN/$name" -version 2>&1 | head -n1 || true)"
+	fi
+	if [[ "$have" == *"$version"* ]]; then
+		log "$name $version: present"
+		return
+	fi
+	log "$name $version: building from the Go module proxy (a few minutes)"
+	(cd "$ROOT/tools/hashicorp/$name" && go build -trimpath -o "$BIN/$name" "github.com/hashicorp/$name")
+	"$BIN/$name" version >/dev/null 2>&1 || "$BIN/$name" -version >/dev/null 2>&1 || die "$name built but does not run"
+}
+
+install_packages
+command -v go >/dev/null || die "Go is required (expected at /usr/local/go)"
+mkdir -p "$BIN"
+build_tool consul-template v0.41.1
+build_tool consul v1.16.3
+build_tool nomad v1.6.1
+log "hastack binaries: building"
+(cd "$ROOT" && go build -trimpath -o "$BIN/" ./cmd/...)
+log "install done: binaries in $BIN"
