@@ -56,8 +56,11 @@ job "backend" {
     task "backend" {
       driver = "raw_exec"
 
+      # The database addresses are read from the rendered file at every start
+      # (env = true would freeze the first render's values across restarts).
       config {
-        command = "${var.bin_dir}/backend"
+        command = "/bin/bash"
+        args    = ["-c", "set -a && source \"$NOMAD_SECRETS_DIR/db.env\" && exec \"$0\"", "${var.bin_dir}/backend"]
       }
 
       env {
@@ -65,8 +68,8 @@ job "backend" {
         LOG_LEVEL  = var.log_level
       }
 
-      # Where the databases are, read at start. "noop": a primary or HAProxy
-      # that is briefly unhealthy must not restart the backends serving reads.
+      # Where the databases are. "noop": a primary or HAProxy that is briefly
+      # unhealthy must not restart the backends serving reads.
       template {
         data        = <<-EOT
           {{ with nomadVar "nomad/jobs" -}}
@@ -80,7 +83,6 @@ job "backend" {
           {{ end -}}
         EOT
         destination = "secrets/db.env"
-        env         = true
         change_mode = "noop"
       }
 

@@ -73,8 +73,10 @@ job "nginx" {
         destination = "local/nginx.conf"
         change_mode = "script"
         change_script {
+          # change_script args are not interpolated, but the task's
+          # environment is there when the script runs.
           command       = "/bin/bash"
-          args          = ["${NOMAD_TASK_DIR}/reload.sh"]
+          args          = ["-c", "exec \"$NOMAD_TASK_DIR/reload.sh\""]
           timeout       = "10s"
           fail_on_error = false
         }

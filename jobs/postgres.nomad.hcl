@@ -198,9 +198,10 @@ job "postgres" {
         change_mode = "noop"
       }
 
-      # Where the primary is, read at each start. "noop": a primary that is
-      # briefly unhealthy must not restart the followers that serve reads;
-      # they keep streaming (and reconnect) on their own.
+      # Where the primary is, read by start.sh at each start (not env = true:
+      # Nomad would keep the first render's values across restarts). "noop": a
+      # primary that is briefly unhealthy must not restart the followers that
+      # serve reads; they keep streaming and reconnect on their own.
       template {
         data        = <<-EOT
           {{ range service "postgres-primary|passing" -}}
@@ -208,7 +209,6 @@ job "postgres" {
           {{ end -}}
         EOT
         destination = "local/primary.env"
-        env         = true
         change_mode = "noop"
       }
 

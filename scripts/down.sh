@@ -55,6 +55,10 @@ if [[ -d "$RUN_DIR" ]]; then
 fi
 rm -rf /tmp/hastack-pg-*
 if $purge; then
+	# Nomad mounts each task's secrets/ and private/ as tmpfs; unmount what a
+	# stopped agent left before deleting.
+	mapfile -t mounts < <(findmnt -rn -o TARGET | grep -F "$RUN_DIR/" | sort -r || true)
+	for m in "${mounts[@]}"; do umount "$m"; done
 	log "deleting $RUN_DIR"
 	rm -rf "$RUN_DIR"
 fi

@@ -50,6 +50,10 @@ host  replication replicator 0.0.0.0/0     scram-sha-256
 host  replication replicator ::/0          scram-sha-256
 host  hastack     app        0.0.0.0/0     scram-sha-256
 host  hastack     app        ::/0          scram-sha-256
+# HAProxy's pgsql-check logs in as haproxy_check (no password, no privileges,
+# an empty database of its own) to prove the server answers the protocol.
+host  haproxy_check haproxy_check 0.0.0.0/0 trust
+host  haproxy_check haproxy_check ::/0      trust
 HBA
 	write_conf_at "$tmp"
 	# A private server (no TCP) to create roles, schema and seed rows; pg_ctl -w
@@ -59,6 +63,8 @@ HBA
 		-v app_pw="$APP_PASSWORD" -v repl_pw="$REPLICATION_PASSWORD" -v rows="$SEED_ROWS" <<'SQL'
 CREATE ROLE app LOGIN PASSWORD :'app_pw';
 CREATE ROLE replicator LOGIN REPLICATION PASSWORD :'repl_pw';
+CREATE ROLE haproxy_check LOGIN;
+CREATE DATABASE haproxy_check;
 CREATE DATABASE hastack OWNER app;
 \connect hastack
 SET ROLE app;
@@ -97,6 +103,8 @@ primary)
 	rm -f "$pgdata/standby.signal"
 	;;
 follower)
+	# shellcheck disable=SC1091 # rendered by Nomad from the Consul catalog
+	source "$NOMAD_TASK_DIR/primary.env"
 	[[ -s "$pgdata/PG_VERSION" ]] || init_follower
 	write_conf
 	: "${PRIMARY_ADDR:?no passing postgres-primary in Consul yet}"

@@ -1,0 +1,176 @@
+package backend
+
+import (
+	"cmp"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Config is the validated configuration of one backend instance.
+type Config struct {
+	// Listen is the TCP address the HTTP server binds to.
+	Listen string
+	// ID names this instance in responses and logs (e.g. "backend-0").
+	ID string
+	// ReadDSN points at HAProxy in front of the streaming-replication followers.
+	ReadDSN string
+	// WriteDSN points at the primary.
+	WriteDSN string
+	// SeedRows is N in the random key range 1..N used by GET /data without an id.
+	SeedRows int64
+	// RequestTimeout bounds a whole /data request, retries included.
+	RequestTimeout time.Duration
+	// ReadAttemptTimeout bounds one read attempt, so a hung follower costs
+	// one attempt and not the whole request.
+	ReadAttemptTimeout time.Duration
+	// ShutdownTimeout bounds the graceful drain after SIGINT/SIGTERM.
+	ShutdownTimeout time.Duration
+	// ReadPoolSize and WritePoolSize are the pools' MaxConns.
+	ReadPoolSize  int
+	WritePoolSize int
+	// LogLevel is the minimum level written to stdout.
+	LogLevel slog.Level
+}
+
+// envReader reads typed defaults from the environment and collects the
+// values it could not parse, so all config mistakes are reported at once.
+type envReader struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (e *envReader) str(key, def string) string {
+	return cmp.Or(e.getenv(key), def)
+}
+
+func (e *envReader) duration(key string, def time.Duration) time.Duration {
+	v := e.getenv(key)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: not a duration (want e.g. 2s, 700ms)", key, v))
+		return def
+	}
+	return d
+}
+
+func (e *envReader) int64(key string, def int64) int64 {
+	v := e.getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: not an integer", key, v))
+		return def
+	}
+	return n
+}
+
+// ParseConfig reads flags from args with environment fallbacks from getenv,
+// then validates the result. Flags win over the environment, which wins over
+// the built-in defaults. Usage text goes to usage (on -h or a bad flag).
+func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	env := &envReader{getenv: getenv}
+
+	// Under Nomad the job gives us a dynamic port and an alloc index.
+	defListen := cmp.Or(getenv("NOMAD_ADDR_http"), "127.0.0.1:8081")
+	defID := ""
+	if idx := getenv("NOMAD_ALLOC_INDEX"); idx != "" {
+		defID = "backend-" + idx
+	} else if host, err := os.Hostname(); err == nil {
+		defID = "backend-" + host
+	}
+
+	fs := flag.NewFlagSet("backend", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	var cfg Config
+	var logLevel string
+	fs.StringVar(&cfg.Listen, "listen", env.str("LISTEN_ADDR", defListen), "HTTP listen address (env LISTEN_ADDR, default $NOMAD_ADDR_http or 127.0.0.1:8081)")
+	fs.StringVar(&cfg.ID, "id", env.str("BACKEND_ID", defID), "instance id in responses and logs (env BACKEND_ID, default backend-$NOMAD_ALLOC_INDEX or backend-<hostname>)")
+	fs.StringVar(&cfg.ReadDSN, "read-dsn", env.str("READ_DATABASE_URL", ""), "Postgres DSN for reads, via HAProxy to the followers (env READ_DATABASE_URL, required)")
+	fs.StringVar(&cfg.WriteDSN, "write-dsn", env.str("WRITE_DATABASE_URL", ""), "Postgres DSN for writes, the primary (env WRITE_DATABASE_URL, required)")
+	fs.Int64Var(&cfg.SeedRows, "seed-rows", env.int64("SEED_ROWS", 10000), "GET /data without id picks a random id in 1..N (env SEED_ROWS)")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", env.duration("REQUEST_TIMEOUT", 2*time.Second), "deadline of a whole /data request, retries included (env REQUEST_TIMEOUT)")
+	fs.DurationVar(&cfg.ReadAttemptTimeout, "read-attempt-timeout", env.duration("READ_ATTEMPT_TIMEOUT", 700*time.Millisecond), "deadline of one read attempt (env READ_ATTEMPT_TIMEOUT)")
+	// Below Nomad's default kill_timeout (5s), so we drain before SIGKILL.
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", env.duration("SHUTDOWN_TIMEOUT", 4*time.Second), "graceful shutdown deadline (env SHUTDOWN_TIMEOUT)")
+	readPool := fs.Int64("read-pool-size", env.int64("READ_POOL_SIZE", 16), "max connections of the read pool (env READ_POOL_SIZE)")
+	writePool := fs.Int64("write-pool-size", env.int64("WRITE_POOL_SIZE", 4), "max connections of the write pool (env WRITE_POOL_SIZE)")
+	fs.StringVar(&logLevel, "log-level", env.str("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+
+	errs := env.errs
+	if cfg.Listen == "" {
+		errs = append(errs, errors.New("-listen / LISTEN_ADDR is empty"))
+	}
+	if cfg.ID == "" {
+		errs = append(errs, errors.New("-id / BACKEND_ID is empty and no hostname is available"))
+	}
+	errs = append(errs, checkDSN("-read-dsn / READ_DATABASE_URL", cfg.ReadDSN))
+	errs = append(errs, checkDSN("-write-dsn / WRITE_DATABASE_URL", cfg.WriteDSN))
+	if cfg.SeedRows < 1 {
+		errs = append(errs, fmt.Errorf("-seed-rows / SEED_ROWS must be >= 1, got %d", cfg.SeedRows))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"-request-timeout / REQUEST_TIMEOUT", cfg.RequestTimeout},
+		{"-read-attempt-timeout / READ_ATTEMPT_TIMEOUT", cfg.ReadAttemptTimeout},
+		{"-shutdown-timeout / SHUTDOWN_TIMEOUT", cfg.ShutdownTimeout},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be > 0, got %s", d.name, d.v))
+		}
+	}
+	for _, p := range []struct {
+		name string
+		v    int64
+		dst  *int
+	}{
+		{"-read-pool-size / READ_POOL_SIZE", *readPool, &cfg.ReadPoolSize},
+		{"-write-pool-size / WRITE_POOL_SIZE", *writePool, &cfg.WritePoolSize},
+	} {
+		if p.v < 1 || p.v > 1000 {
+			errs = append(errs, fmt.Errorf("%s must be in 1..1000, got %d", p.name, p.v))
+			continue
+		}
+		*p.dst = int(p.v)
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("-log-level / LOG_LEVEL: %q is not one of debug, info, warn, error", logLevel))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, fmt.Errorf("invalid config: %w", err)
+	}
+	return cfg, nil
+}
+
+// checkDSN reports a missing or unparsable DSN. pgx redacts the password
+// in its parse errors, so the message is safe to log.
+func checkDSN(name, dsn string) error {
+	if dsn == "" {
+		return fmt.Errorf("%s is required", name)
+	}
+	if _, err := pgxpool.ParseConfig(dsn); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+package backend
+
+import (
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the service's Prometheus instruments.
+type Metrics struct {
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	readRetries prometheus.Counter
+}
+
+// NewMetrics registers the service's instruments on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "hastack", Subsystem: "backend", Name: "http_requests_total",
+			Help: "HTTP requests by route pattern and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "hastack", Subsystem: "backend", Name: "http_request_duration_seconds",
+			Help:    "HTTP request duration by route pattern.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
+		}, []string{"route"}),
+		readRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "hastack", Subsystem: "backend", Name: "read_retries_total",
+			Help: "Reads retried on another connection after a connection-level failure.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.readRetries)
+	return m
+}
+
+// poolCollector exports pgxpool statistics of named pools.
+type poolCollector struct {
+	pools map[string]*pgxpool.Pool
+
+	total, idle, acquired, constructing, maxConns       *prometheus.Desc
+	acquires, emptyAcquires, newConns, lifetimeDestroys *prometheus.Desc
+}
+
+func newPoolCollector(pools map[string]*pgxpool.Pool) *poolCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("hastack_backend_pool_"+name, help, []string{"pool"}, nil)
+	}
+	return &poolCollector{
+		pools:            pools,
+		total:            d("total_conns", "Connections open or being opened."),
+		idle:             d("idle_conns", "Idle connections."),
+		acquired:         d("acquired_conns", "Connections in use."),
+		constructing:     d("constructing_conns", "Connections being opened."),
+		maxConns:         d("max_conns", "Configured maximum connections."),
+		acquires:         d("acquires_total", "Successful acquires."),
+		emptyAcquires:    d("empty_acquires_total", "Acquires that had to wait for or open a connection."),
+		newConns:         d("new_conns_total", "Connections opened."),
+		lifetimeDestroys: d("max_lifetime_destroys_total", "Connections closed for reaching MaxConnLifetime."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.total, c.idle, c.acquired, c.constructing, c.maxConns, c.acquires, c.emptyAcquires, c.newConns, c.lifetimeDestroys} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, p := range c.pools {
+		s := p.Stat()
+		g := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, name)
+		}
+		k := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, name)
+		}
+		g(c.total, float64(s.TotalConns()))
+		g(c.idle, float64(s.IdleConns()))
+		g(c.acquired, float64(s.AcquiredConns()))
+		g(c.constructing, float64(s.ConstructingConns()))
+		g(c.maxConns, float64(s.MaxConns()))
+		k(c.acquires, float64(s.AcquireCount()))
+		k(c.emptyAcquires, float64(s.EmptyAcquireCount()))
+		k(c.newConns, float64(s.NewConnsCount()))
+		k(c.lifetimeDestroys, float64(s.MaxLifetimeDestroyCount()))
+	}
+}

@@ -1,0 +1,114 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Run parses the config, starts the HTTP server and serves until ctx is
+// cancelled, then drains in-flight requests within the shutdown timeout.
+// It returns early with a clear error when the config is invalid or the
+// listen address cannot be bound. The database need not be up.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := ParseConfig(args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).With("backend_id", cfg.ID)
+
+	// Listen first: a taken or malformed port fails here, before anything else.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %q: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+
+	readPool, err := newPool(ctx, cfg.ReadDSN, poolOptions{maxConns: int32(cfg.ReadPoolSize)})
+	if err != nil {
+		return fmt.Errorf("read pool: %w", err)
+	}
+	defer readPool.Close()
+	writePool, err := newPool(ctx, cfg.WriteDSN, poolOptions{maxConns: int32(cfg.WritePoolSize)})
+	if err != nil {
+		return fmt.Errorf("write pool: %w", err)
+	}
+	defer writePool.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newPoolCollector(map[string]*pgxpool.Pool{"read": readPool, "write": writePool}),
+	)
+	metrics := NewMetrics(reg)
+
+	store := NewPGStore(readPool, writePool, StoreOptions{
+		ReadPolicy:  DefaultReadPolicy(cfg.ReadAttemptTimeout),
+		WritePolicy: DefaultWritePolicy(),
+		OnReadRetry: metrics.readRetries.Inc,
+		Logger:      log,
+	})
+	srv := &http.Server{
+		Handler: NewServer(ServerOptions{
+			ID: cfg.ID, Store: store, SeedRows: cfg.SeedRows, RequestTimeout: cfg.RequestTimeout,
+			Registry: reg, Metrics: metrics, Logger: log,
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      cfg.RequestTimeout + 10*time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	// Informational only: report whether the databases answer, without
+	// holding up startup (the pools are lazy and we serve 503 meanwhile).
+	var wg sync.WaitGroup
+	probeCtx, stopProbes := context.WithTimeout(ctx, time.Second)
+	defer stopProbes()
+	for name, pool := range map[string]*pgxpool.Pool{"read": readPool, "write": writePool} {
+		wg.Go(func() {
+			if err := pool.Ping(probeCtx); err != nil {
+				log.Warn("database not reachable yet", "pool", name, "err", err)
+				return
+			}
+			log.Info("database reachable", "pool", name)
+		})
+	}
+	defer wg.Wait() // runs before the pools close
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(),
+		"read_pool_size", cfg.ReadPoolSize, "write_pool_size", cfg.WritePoolSize,
+		"request_timeout", cfg.RequestTimeout.String(), "read_attempt_timeout", cfg.ReadAttemptTimeout.String())
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(shutdownCtx)
+	if serr := <-serveErr; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

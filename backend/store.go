@@ -1,0 +1,201 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrNotFound means the requested item does not exist.
+var ErrNotFound = errors.New("item not found")
+
+// ErrUnavailable means the database could not be reached (or kept failing
+// at the connection level) within the request's deadline and attempts.
+var ErrUnavailable = errors.New("database unavailable")
+
+// Item is one row of the items table.
+type Item struct {
+	ID        int64
+	Payload   string
+	CreatedAt time.Time
+}
+
+// Follower identifies the Postgres server that answered a read.
+type Follower struct {
+	// Name is the server's cluster_name setting, e.g. "follower-1".
+	Name string
+	// Addr is the server's own address:port as it sees the connection;
+	// empty over a Unix socket.
+	Addr string
+}
+
+// ReadResult is an item together with the server that returned it.
+type ReadResult struct {
+	Item     Item
+	Follower Follower
+	// Attempts is how many tries the read took; more than 1 means it was
+	// retried after a connection-level failure.
+	Attempts int
+}
+
+// Store is what the HTTP handlers need from the database.
+type Store interface {
+	// GetItem reads an item from a follower. It returns an error wrapping
+	// ErrNotFound or ErrUnavailable for those cases.
+	GetItem(ctx context.Context, id int64) (ReadResult, error)
+	// CreateItem inserts an item on the primary. It returns an error
+	// wrapping ErrUnavailable when the primary cannot take the write.
+	CreateItem(ctx context.Context, payload string) (Item, error)
+	// Ready checks that reads can be served right now.
+	Ready(ctx context.Context) error
+}
+
+// db is the part of *pgxpool.Pool the store uses; tests substitute a fake.
+type db interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Ping(ctx context.Context) error
+}
+
+const (
+	// One round trip returns the row and which follower served it.
+	readItemSQL   = `SELECT id, payload, created_at, current_setting('cluster_name'), host(inet_server_addr()), inet_server_port() FROM items WHERE id = $1`
+	insertItemSQL = `INSERT INTO items (payload) VALUES ($1) RETURNING id, created_at`
+)
+
+// PGStore is the Postgres Store: reads through a pool behind HAProxy to the
+// followers, writes through a pool to the primary.
+type PGStore struct {
+	read, write db
+	readPolicy  RetryPolicy
+	writePolicy RetryPolicy
+	onReadRetry func()
+	log         *slog.Logger
+}
+
+// StoreOptions tunes a PGStore. Zero values take the defaults.
+type StoreOptions struct {
+	ReadPolicy  RetryPolicy
+	WritePolicy RetryPolicy
+	// OnReadRetry is called once per read retry (for metrics).
+	OnReadRetry func()
+	Logger      *slog.Logger
+}
+
+// NewPGStore returns a store over the given read and write pools. It does
+// not own the pools; the caller closes them.
+func NewPGStore(read, write *pgxpool.Pool, opts StoreOptions) *PGStore {
+	return newStore(read, write, opts)
+}
+
+func newStore(read, write db, opts StoreOptions) *PGStore {
+	if opts.ReadPolicy.MaxAttempts == 0 {
+		opts.ReadPolicy = DefaultReadPolicy(700 * time.Millisecond)
+	}
+	if opts.WritePolicy.MaxAttempts == 0 {
+		opts.WritePolicy = DefaultWritePolicy()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &PGStore{
+		read: read, write: write,
+		readPolicy: opts.ReadPolicy, writePolicy: opts.WritePolicy,
+		onReadRetry: opts.OnReadRetry, log: opts.Logger,
+	}
+}
+
+// GetItem reads one item and the identity of the follower that served it,
+// retrying connection-level failures on a fresh connection.
+func (s *PGStore) GetItem(ctx context.Context, id int64) (ReadResult, error) {
+	var res ReadResult
+	onRetry := func(attempt int, err error) {
+		s.log.Debug("retrying read", "id", id, "attempt", attempt, "err", err)
+		if s.onReadRetry != nil {
+			s.onReadRetry()
+		}
+	}
+	attempts, err := retry(ctx, s.readPolicy, connectionError, onRetry, func(ctx context.Context) error {
+		var host *string
+		var port *int32
+		err := s.read.QueryRow(ctx, readItemSQL, id).Scan(
+			&res.Item.ID, &res.Item.Payload, &res.Item.CreatedAt, &res.Follower.Name, &host, &port)
+		if err == nil && host != nil && port != nil {
+			res.Follower.Addr = net.JoinHostPort(*host, strconv.Itoa(int(*port)))
+		}
+		return err
+	})
+	res.Attempts = attempts
+	switch {
+	case err == nil:
+		res.Item.CreatedAt = res.Item.CreatedAt.UTC()
+		return res, nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return res, fmt.Errorf("read item %d: %w", id, ErrNotFound)
+	case connectionError(err) || errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return res, fmt.Errorf("read item %d after %d attempt(s): %w: %w", id, attempts, ErrUnavailable, err)
+	default:
+		return res, fmt.Errorf("read item %d: %w", id, err)
+	}
+}
+
+// CreateItem inserts an item on the primary. An insert is not idempotent,
+// so it is retried only when it certainly never reached the server.
+func (s *PGStore) CreateItem(ctx context.Context, payload string) (Item, error) {
+	item := Item{Payload: payload}
+	attempts, err := retry(ctx, s.writePolicy, writeSafeToRetry, nil, func(ctx context.Context) error {
+		return s.write.QueryRow(ctx, insertItemSQL, payload).Scan(&item.ID, &item.CreatedAt)
+	})
+	switch {
+	case err == nil:
+		item.CreatedAt = item.CreatedAt.UTC()
+		return item, nil
+	case writeUnavailable(err) || errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return item, fmt.Errorf("insert item after %d attempt(s): %w: %w", attempts, ErrUnavailable, err)
+	default:
+		return item, fmt.Errorf("insert item: %w", err)
+	}
+}
+
+// Ready pings a follower through the read pool.
+func (s *PGStore) Ready(ctx context.Context) error {
+	if err := s.read.Ping(ctx); err != nil {
+		return fmt.Errorf("ping read pool: %w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// poolOptions are the pool settings shared by the read and write pools.
+type poolOptions struct {
+	maxConns int32
+}
+
+// newPool builds a lazy pool: it does not connect until first use, so the
+// service starts (and answers 503) while the database is down.
+func newPool(ctx context.Context, dsn string, opts poolOptions) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse dsn: %w", err)
+	}
+	cfg.MaxConns = opts.maxConns
+	// Notice dead idle connections quickly, and recycle every connection
+	// within 30-40s so that a follower rejoining behind HAProxy gets its
+	// share of connections back; the jitter avoids recycling all at once.
+	cfg.HealthCheckPeriod = 2 * time.Second
+	cfg.MaxConnLifetime = 30 * time.Second
+	cfg.MaxConnLifetimeJitter = 10 * time.Second
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create pool: %w", err)
+	}
+	return pool, nil
+}

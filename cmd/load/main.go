@@ -1,0 +1,201 @@
+// Command load sends GET (and optionally POST) requests to the hastack data
+// service, prints one line per response and a summary, and exits 1 if any
+// request failed.
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"hastack/load"
+)
+
+func main() {
+	// Nomad and Ctrl-C send SIGINT: stop issuing, finish in-flight, summarize.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// usageError is a bad flag or environment value: exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// failedError means the run completed but some requests failed: exit status 1.
+type failedError struct{ n int }
+
+func (e failedError) Error() string { return fmt.Sprintf("FAIL: %d requests failed", e.n) }
+
+func exitCode(err error, stderr io.Writer) int {
+	var usage usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &usage):
+		fmt.Fprintf(stderr, "load: %v (see -h)\n", err)
+		return 2
+	default:
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+}
+
+// run parses args (falling back to LOAD_* variables from getenv), sends the
+// load and writes the report. Per-request lines and the summary go to
+// stdout, unless -json is "-": then stdout carries only the JSON summary and
+// the text goes to stderr.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, opts, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	out := stdout
+	if opts.jsonPath == "-" {
+		out = stderr
+	}
+
+	var results []load.Result
+	runErr := load.Run(ctx, cfg, nil, func(r load.Result) {
+		results = append(results, r)
+		if !opts.quiet {
+			fmt.Fprintln(out, formatResult(len(results), r))
+		}
+	})
+	switch {
+	case errors.Is(runErr, context.Canceled):
+		fmt.Fprintln(out, "interrupted: summary of requests sent so far")
+	case runErr != nil:
+		return runErr
+	}
+
+	sum := load.Summarize(results)
+	if err := sum.WriteText(out); err != nil {
+		return err
+	}
+	if opts.jsonPath != "" {
+		if err := writeJSON(opts.jsonPath, stdout, sum); err != nil {
+			return err
+		}
+	}
+	if sum.Failed > 0 {
+		return failedError{sum.Failed}
+	}
+	return nil
+}
+
+type options struct {
+	quiet    bool
+	jsonPath string
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (load.Config, options, error) {
+	var (
+		cfg  load.Config
+		opts options
+		errs []error
+	)
+	// The env* helpers give a flag's default: its LOAD_* variable when set,
+	// else def. A value that does not parse is reported, not ignored.
+	envInt := func(name string, def int) int {
+		v, err := envValue(getenv, name, def, strconv.Atoi)
+		errs = append(errs, err)
+		return v
+	}
+	envFloat := func(name string, def float64) float64 {
+		v, err := envValue(getenv, name, def, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
+		errs = append(errs, err)
+		return v
+	}
+	envDur := func(name string, def time.Duration) time.Duration {
+		v, err := envValue(getenv, name, def, time.ParseDuration)
+		errs = append(errs, err)
+		return v
+	}
+
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: load [flags]\n\nSends requests to the data service and summarizes who answered.\nEach flag falls back to the LOAD_* variable shown, then to its default.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.URL, "url", cmp.Or(getenv("LOAD_URL"), "http://127.0.0.1:8080/data"), "target `URL` (LOAD_URL)")
+	fs.IntVar(&cfg.Requests, "n", envInt("LOAD_REQUESTS", 1000), "requests to send, 0 = until -duration (LOAD_REQUESTS)")
+	fs.DurationVar(&cfg.Duration, "duration", envDur("LOAD_DURATION", 60*time.Second), "hard bound on the run, 0 = until -n (LOAD_DURATION)")
+	fs.IntVar(&cfg.Concurrency, "c", envInt("LOAD_CONCURRENCY", 8), "concurrent workers (LOAD_CONCURRENCY)")
+	fs.Float64Var(&cfg.Rate, "rate", envFloat("LOAD_RATE", 0), "requests per second over all workers, 0 = as fast as possible (LOAD_RATE)")
+	fs.Float64Var(&cfg.WriteRatio, "write-ratio", envFloat("LOAD_WRITE_RATIO", 0), "share of POSTs, 0..1 (LOAD_WRITE_RATIO)")
+	fs.DurationVar(&cfg.Timeout, "timeout", envDur("LOAD_TIMEOUT", 5*time.Second), "per-request timeout (LOAD_TIMEOUT)")
+	fs.BoolVar(&opts.quiet, "quiet", false, "no per-request lines")
+	fs.StringVar(&opts.jsonPath, "json", getenv("LOAD_JSON"), "also write the summary as JSON to `FILE`, - for stdout (LOAD_JSON)")
+
+	if err := errors.Join(errs...); err != nil {
+		return cfg, opts, usageError{err}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, opts, err
+		}
+		return cfg, opts, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return cfg, opts, usageError{fmt.Errorf("unexpected arguments: %q", fs.Args())}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, opts, usageError{err}
+	}
+	return cfg, opts, nil
+}
+
+func envValue[T any](getenv func(string) string, name string, def T, parse func(string) (T, error)) (T, error) {
+	s := getenv(name)
+	if s == "" {
+		return def, nil
+	}
+	v, err := parse(s)
+	if err != nil {
+		return def, fmt.Errorf("%s=%q: %w", name, s, err)
+	}
+	return v, nil
+}
+
+// formatResult renders one response line, e.g.
+//
+//	17  GET 200 backend-1 follower-0 127.0.0.1:25123 id=4242 1.8ms
+//	18  GET ERR http_502 bad gateway 3.1ms
+func formatResult(n int, r load.Result) string {
+	lat := load.FormatLatency(r.Latency)
+	if !r.OK() {
+		return fmt.Sprintf("%5d %4s ERR %s %s %s", n, r.Method, r.Kind, r.Err, lat)
+	}
+	return fmt.Sprintf("%5d %4s %d %s %s %s id=%d %s", n, r.Method, r.Status,
+		r.Backend, cmp.Or(r.Follower, "-"), cmp.Or(r.FollowerAddr, "-"), r.ID, lat)
+}
+
+func writeJSON(path string, stdout io.Writer, sum load.Summary) error {
+	data, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	if path == "-" {
+		_, err = stdout.Write(data)
+		return err
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return fmt.Errorf("writing summary: %w", err)
+	}
+	return nil
+}
