@@ -44,10 +44,10 @@ stop_agent() {
 stop_agent nomad
 stop_agent consul
 
-# Anything still holding files in the run directory (a task orphaned by an
-# agent that crashed) is ours: stop it rather than leave it behind.
+# A task orphaned by an agent that crashed still runs from its allocation
+# directory: it is ours, stop it rather than leave it behind.
 if [[ -d "$RUN_DIR" ]]; then
-	mapfile -t left < <(pgrep -f -- "$RUN_DIR/" || true)
+	mapfile -t left < <(pgrep -f -- "$RUN_DIR/nomad/data/alloc/" || true)
 	if [[ ${#left[@]} -gt 0 ]]; then
 		log "stopping leftover processes: ${left[*]}"
 		kill -KILL "${left[@]}" 2>/dev/null || true
