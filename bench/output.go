@@ -1,0 +1,46 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+)
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+
+// WriteTable prints the report as an aligned table.
+func (r *Report) WriteTable(w io.Writer) error {
+	fmt.Fprintf(w, "machine: %s, %d cores; %s per level after %s warm-up; %s\n", r.Host, r.Cores, r.Duration, r.Warmup, r.Started.Format(time.RFC3339))
+	fmt.Fprintf(w, "database limit (best pgbench rate of this run): %.0f req/s\n\n", r.DBLimit)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "path\tconns\treq/s\tp50\tp99\terrors\tof DB limit\tCPU s/1k req: nginx\tbackend\thaproxy\tpostgres\tloadgen\tbackend RSS\t")
+	for _, row := range r.Rows {
+		m := row.Measure
+		rss := "-"
+		if row.BackendRSS > 0 {
+			rss = fmt.Sprintf("%.1f MiB", float64(row.BackendRSS)/(1<<20))
+		}
+		c := row.CPUPer1k
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%.0f%%\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t\n",
+			row.Path, row.Conns, m.RPS, ms(m.P50), ms(m.P99), m.Errors, 100*row.RatioToDB,
+			c["nginx"], c["backend"], c["haproxy"], c["postgres"], c["loadgen"], rss)
+	}
+	return tw.Flush()
+}
+
+// WriteJSON stores the report as dir/bench-<UTC time>.json and returns the path.
+func (r *Report) WriteJSON(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "bench-"+r.Started.Format("20060102T150405Z")+".json")
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	return p, os.WriteFile(p, append(b, '\n'), 0o644)
+}

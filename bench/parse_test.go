@@ -1,0 +1,134 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+const wrkOut = `Running 2s test @ http://127.0.0.1:8080/data
+  2 threads and 4 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   421.22us  172.73us   4.48ms   86.00%
+    Req/Sec     4.81k   296.17     5.33k    71.43%
+  Latency Distribution
+     50%  386.00us
+     75%  475.00us
+     90%  590.00us
+     99%    1.03ms
+  19152 requests in 2.00s, 5.36MB read
+  Socket errors: connect 1, read 2, write 0, timeout 4
+  Non-2xx or 3xx responses: 3
+Requests/sec:   9575.83
+Transfer/sec:      2.68MB
+`
+
+func TestParseWrk(t *testing.T) {
+	m, err := ParseWrk([]byte(wrkOut))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Measure{Requests: 19152, Elapsed: 2 * time.Second, RPS: 9575.83, P50: 386 * time.Microsecond, P99: 1030 * time.Microsecond, Errors: 10}
+	if m != want {
+		t.Fatalf("got %+v\nwant %+v", m, want)
+	}
+}
+
+func TestParseWrkRejectsOutputWithoutLatency(t *testing.T) {
+	if _, err := ParseWrk([]byte("  10 requests in 1.00s, 1KB read\nRequests/sec: 10.0\n")); err == nil {
+		t.Fatal("want an error without --latency output")
+	}
+	if _, err := ParseWrk([]byte("unable to connect to 127.0.0.1:8080 Connection refused\n")); err == nil {
+		t.Fatal("want an error for a failed run")
+	}
+}
+
+const pgbenchOut = `transaction type: /tmp/x/lookup.sql
+scaling factor: 1
+query mode: prepared
+number of clients: 4
+number of threads: 2
+maximum number of tries: 1
+duration: 2 s
+number of transactions actually processed: 40000
+number of failed transactions: 2 (0.005%)
+latency average = 0.190 ms
+initial connection time = 5.123 ms
+tps = 20000.123456 (without initial connection time)
+`
+
+func TestParsePgbench(t *testing.T) {
+	prefix := filepath.Join(t.TempDir(), "log")
+	// client tx latency(us) script epoch us
+	// Two threads' logs, 50 transactions each, latencies 10µs..1000µs.
+	var first, second []byte
+	for i := 1; i <= 100; i++ {
+		line := fmt.Appendf(nil, "0 %d %d 0 1700000000 123\n", i, i*10)
+		if i%2 == 0 {
+			first = append(first, line...)
+		} else {
+			second = append(second, line...)
+		}
+	}
+	if err := os.WriteFile(prefix+".123", first, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(prefix+".123.1", second, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ParsePgbench([]byte(pgbenchOut), prefix, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Requests != 40000 || m.RPS != 20000.123456 || m.Errors != 2 {
+		t.Errorf("totals: %+v", m)
+	}
+	if m.P50 != 500*time.Microsecond || m.P99 != 990*time.Microsecond {
+		t.Errorf("p50 %v p99 %v, want 500µs and 990µs", m.P50, m.P99)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	if Percentile(nil, 50) != 0 {
+		t.Error("empty input must give 0")
+	}
+	d := []time.Duration{1, 2, 3, 4}
+	for p, want := range map[float64]time.Duration{0: 1, 50: 2, 75: 3, 99: 4, 100: 4} {
+		if got := Percentile(d, p); got != want {
+			t.Errorf("p%v = %v, want %v", p, got, want)
+		}
+	}
+}
+
+func TestStatTicks(t *testing.T) {
+	// comm with spaces and parentheses; utime 11, stime 22, cutime 33, cstime 44.
+	stat := []byte("1234 (postgres: app (x)) S 1 2 3 4 5 6 7 8 9 10 11 22 33 44 20 0 1 0 100 200 300")
+	got, err := statTicks(stat)
+	if err != nil || got != 110 {
+		t.Fatalf("statTicks = %d, %v; want 110", got, err)
+	}
+}
+
+func TestGroupOf(t *testing.T) {
+	nomad := []byte("PATH=/bin\x00NOMAD_ALLOC_ID=abc\x00")
+	for _, c := range []struct {
+		comm string
+		env  []byte
+		want string
+	}{
+		{"nginx", nomad, "nginx"},
+		{"postgres", nomad, "postgres"},
+		{"postgres", []byte("PATH=/bin"), ""}, // a system Postgres is not ours
+		{"backend", nomad, "backend"},
+		{"haproxy", nomad, "haproxy"},
+		{"wrk", nil, "loadgen"},
+		{"pgbench", nil, "loadgen"},
+		{"bash", nomad, ""},
+	} {
+		if got := groupOf(c.comm, c.env); got != c.want {
+			t.Errorf("groupOf(%q) = %q, want %q", c.comm, got, c.want)
+		}
+	}
+}

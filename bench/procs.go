@@ -1,0 +1,139 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Groups are the process groups whose CPU the benchmark accounts for.
+var Groups = []string{"nginx", "backend", "haproxy", "postgres", "loadgen"}
+
+// clockTicks is USER_HZ, the unit of CPU times in /proc/<pid>/stat; it is
+// 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// groupOf maps a process to its group: stack processes are recognized by
+// their command name and by running under Nomad (NOMAD_ALLOC_ID in their
+// environment), so a system nginx or Postgres on the machine is not counted.
+func groupOf(comm string, environ []byte) string {
+	switch comm {
+	case "wrk", "pgbench":
+		return "loadgen"
+	}
+	if !bytes.Contains(environ, []byte("NOMAD_ALLOC_ID=")) {
+		return ""
+	}
+	switch {
+	case strings.HasPrefix(comm, "nginx"):
+		return "nginx"
+	case comm == "backend":
+		return "backend"
+	case comm == "haproxy":
+		return "haproxy"
+	case comm == "postgres":
+		return "postgres"
+	}
+	return ""
+}
+
+// CPUSample is the CPU time each group had used at one moment, in seconds:
+// user+system of its live processes plus the reaped children they waited
+// for (so short-lived Postgres connection processes are not lost).
+type CPUSample map[string]float64
+
+// SampleCPU reads /proc once.
+func SampleCPU() (CPUSample, error) {
+	s := CPUSample{}
+	dirs, err := filepath.Glob("/proc/[0-9]*")
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range dirs {
+		comm, err := os.ReadFile(d + "/comm")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		env, _ := os.ReadFile(d + "/environ")
+		g := groupOf(strings.TrimSpace(string(comm)), env)
+		if g == "" {
+			continue
+		}
+		stat, err := os.ReadFile(d + "/stat")
+		if err != nil {
+			continue
+		}
+		ticks, err := statTicks(stat)
+		if err != nil {
+			return nil, fmt.Errorf("%s/stat: %w", d, err)
+		}
+		s[g] += float64(ticks) / clockTicks
+	}
+	return s, nil
+}
+
+// statTicks sums utime, stime, cutime and cstime (fields 14-17) of a
+// /proc/<pid>/stat line. The command name (field 2) may contain spaces, so
+// fields are counted from the closing parenthesis.
+func statTicks(stat []byte) (int64, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed stat")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	// f[0] is field 3 (state); fields 14..17 are f[11..14].
+	if len(f) < 15 {
+		return 0, fmt.Errorf("short stat")
+	}
+	var sum int64
+	for _, x := range f[11:15] {
+		n, err := strconv.ParseInt(x, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// Sub is the CPU each group used between two samples.
+func (s CPUSample) Sub(before CPUSample) CPUSample {
+	d := CPUSample{}
+	for _, g := range Groups {
+		d[g] = max(s[g]-before[g], 0)
+	}
+	return d
+}
+
+// MaxRSS returns the largest resident set (bytes) of any process of group.
+func MaxRSS(group string) (int64, error) {
+	dirs, err := filepath.Glob("/proc/[0-9]*")
+	if err != nil {
+		return 0, err
+	}
+	var best int64
+	for _, d := range dirs {
+		comm, err := os.ReadFile(d + "/comm")
+		if err != nil {
+			continue
+		}
+		env, _ := os.ReadFile(d + "/environ")
+		if groupOf(strings.TrimSpace(string(comm)), env) != group {
+			continue
+		}
+		status, err := os.ReadFile(d + "/status")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				best = max(best, kb*1024)
+			}
+		}
+	}
+	return best, nil
+}

@@ -1,0 +1,232 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+)
+
+// Config says what to measure and for how long.
+type Config struct {
+	Levels   []int         // concurrent connections per level
+	Duration time.Duration // measured time per path and level
+	Warmup   time.Duration // unmeasured load before each measurement
+	Threads  int           // load generator threads (wrk -t, pgbench -j)
+	WorkDir  string        // scratch files (pgbench script and logs)
+	Pgbench  string        // pgbench binary
+	Wrk      string        // wrk binary
+	SeedRows int           // key range of the lookup, as the backend uses
+}
+
+// Targets are where each path is measured, found through Consul.
+type Targets struct {
+	HAProxyDSN  string // pgbench through HAProxy to the followers
+	FollowerDSN string // pgbench straight to one follower
+	BackendURL  string // GET /data on one backend instance
+	NginxURL    string // GET /data through Nginx
+	StaticURL   string // a static answer from Nginx itself
+}
+
+// Row is one measured path at one concurrency level.
+type Row struct {
+	Path        string             `json:"path"`
+	Conns       int                `json:"conns"`
+	Measure     Measure            `json:"measure"`
+	CPUPer1k    map[string]float64 `json:"cpu_seconds_per_1k_requests"`
+	RatioToDB   float64            `json:"ratio_to_db_limit"`
+	BackendRSS  int64              `json:"backend_max_rss_bytes,omitempty"`
+	Description string             `json:"description"`
+}
+
+// Report is a whole run.
+type Report struct {
+	Started  time.Time `json:"started"`
+	Host     string    `json:"host"`
+	Cores    int       `json:"cores"`
+	Duration string    `json:"duration_per_level"`
+	Warmup   string    `json:"warmup_per_level"`
+	DBLimit  float64   `json:"db_limit_rps"`
+	Rows     []Row     `json:"rows"`
+}
+
+// lookupScript is the same single-row lookup by key, with the same columns,
+// that GET /data does.
+const lookupScript = `\set id random(1, %d)
+SELECT id, payload, created_at, current_setting('cluster_name'), host(inet_server_addr()), inet_server_port() FROM items WHERE id = :id;
+`
+
+type path struct {
+	name, desc string
+	run        func(ctx context.Context, conns int, d time.Duration, measure bool) (Measure, time.Duration, error)
+}
+
+// Run measures every path at every level. progress gets one line per row.
+func Run(ctx context.Context, cfg Config, t Targets, progress func(Row)) (*Report, error) {
+	host, _ := os.Hostname()
+	rep := &Report{Started: time.Now().UTC(), Host: host, Cores: runtime.NumCPU(), Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String()}
+	script := filepath.Join(cfg.WorkDir, "lookup.sql")
+	if err := os.WriteFile(script, fmt.Appendf(nil, lookupScript, cfg.SeedRows), 0o644); err != nil {
+		return nil, err
+	}
+	paths := []path{
+		{"db-haproxy", "pgbench -M prepared, /data's lookup, through HAProxy to both followers",
+			func(ctx context.Context, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+				return cfg.pgbench(ctx, t.HAProxyDSN, script, c, d, m)
+			}},
+		{"db-direct", "pgbench -M prepared, /data's lookup, straight to one follower",
+			func(ctx context.Context, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+				return cfg.pgbench(ctx, t.FollowerDSN, script, c, d, m)
+			}},
+		{"backend-direct", "wrk GET /data on one backend instance (no Nginx)",
+			func(ctx context.Context, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+				return cfg.wrk(ctx, t.BackendURL, c, d)
+			}},
+		{"full-stack", "wrk GET /data through Nginx, both backends, HAProxy, both followers",
+			func(ctx context.Context, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+				return cfg.wrk(ctx, t.NginxURL, c, d)
+			}},
+		{"nginx-static", "wrk GET a static answer from Nginx (the proxy's own ceiling)",
+			func(ctx context.Context, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+				return cfg.wrk(ctx, t.StaticURL, c, d)
+			}},
+	}
+	for _, p := range paths {
+		for _, c := range cfg.Levels {
+			if cfg.Warmup > 0 {
+				if _, _, err := p.run(ctx, c, cfg.Warmup, false); err != nil {
+					return rep, fmt.Errorf("%s warmup at %d connections: %w", p.name, c, err)
+				}
+			}
+			before, err := SampleCPU()
+			if err != nil {
+				return rep, err
+			}
+			// Sample the backends' memory while they are under load.
+			var rss int64
+			stop, rssDone := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(rssDone)
+				tick := time.NewTicker(250 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					if r, err := MaxRSS("backend"); err == nil {
+						rss = max(rss, r)
+					}
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+				}
+			}()
+			m, loadCPU, err := p.run(ctx, c, cfg.Duration, true)
+			close(stop)
+			<-rssDone
+			if err != nil {
+				return rep, fmt.Errorf("%s at %d connections: %w", p.name, c, err)
+			}
+			if p.name != "full-stack" && p.name != "backend-direct" {
+				rss = 0
+			}
+			after, err := SampleCPU()
+			if err != nil {
+				return rep, err
+			}
+			used := after.Sub(before)
+			used["loadgen"] = loadCPU.Seconds()
+			row := Row{Path: p.name, Conns: c, Measure: m, CPUPer1k: map[string]float64{}, BackendRSS: rss, Description: p.desc}
+			if m.Requests > 0 {
+				for _, g := range Groups {
+					row.CPUPer1k[g] = used[g] / (float64(m.Requests) / 1000)
+				}
+			}
+			if p.name == "db-haproxy" || p.name == "db-direct" {
+				rep.DBLimit = max(rep.DBLimit, m.RPS)
+			}
+			rep.Rows = append(rep.Rows, row)
+			if progress != nil {
+				progress(row)
+			}
+		}
+	}
+	for i := range rep.Rows {
+		if rep.DBLimit > 0 {
+			rep.Rows[i].RatioToDB = rep.Rows[i].Measure.RPS / rep.DBLimit
+		}
+	}
+	return rep, nil
+}
+
+func (cfg Config) pgbench(ctx context.Context, dsn, script string, conns int, d time.Duration, measure bool) (Measure, time.Duration, error) {
+	prefix := filepath.Join(cfg.WorkDir, "pgbench-log")
+	old, _ := filepath.Glob(prefix + ".*")
+	for _, f := range old {
+		os.Remove(f)
+	}
+	args := []string{"-n", "-M", "prepared", "-f", script, "-c", strconv.Itoa(conns), "-j", strconv.Itoa(min(cfg.Threads, conns)),
+		"-T", strconv.Itoa(max(int(d.Seconds()), 1)), "--log", "--log-prefix", prefix, dsn}
+	if !measure {
+		args = slicesWithout(args, "--log", "--log-prefix", prefix)
+	}
+	out, cpu, err := runTool(ctx, cfg.Pgbench, args, d)
+	if err != nil {
+		return Measure{}, cpu, err
+	}
+	if !measure {
+		return Measure{}, cpu, nil
+	}
+	m, err := ParsePgbench(out, prefix, d)
+	return m, cpu, err
+}
+
+func (cfg Config) wrk(ctx context.Context, url string, conns int, d time.Duration) (Measure, time.Duration, error) {
+	args := []string{"-t", strconv.Itoa(min(cfg.Threads, conns)), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%dms", d.Milliseconds()),
+		"--latency", "--timeout", "5s", url}
+	out, cpu, err := runTool(ctx, cfg.Wrk, args, d)
+	if err != nil {
+		return Measure{}, cpu, err
+	}
+	m, err := ParseWrk(out)
+	return m, cpu, err
+}
+
+// runTool runs a load generator bounded by its own duration plus a margin,
+// and returns its output and the CPU it used (user + system).
+func runTool(ctx context.Context, bin string, args []string, d time.Duration) ([]byte, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var cpu time.Duration
+	if cmd.ProcessState != nil {
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	if err != nil {
+		return out.Bytes(), cpu, fmt.Errorf("%s: %w\n%s", filepath.Base(bin), err, out.Bytes())
+	}
+	return out.Bytes(), cpu, nil
+}
+
+func slicesWithout(args []string, drop ...string) []string {
+	out := args[:0:0]
+	for _, a := range args {
+		keep := true
+		for _, d := range drop {
+			if a == d {
+				keep = false
+			}
+		}
+		if keep {
+			out = append(out, a)
+		}
+	}
+	return out
+}

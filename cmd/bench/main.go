@@ -1,0 +1,145 @@
+// Command bench measures the running hastack against the database's own
+// limit: pgbench through HAProxy and straight to a follower, wrk on one
+// backend, through Nginx and on a static Nginx answer, at several concurrency
+// levels. It prints a table and writes it as JSON under -out.
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"hastack/bench"
+	"hastack/cluster"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	levels := fs.String("levels", "16,64,256", "comma-separated concurrent connections per level")
+	duration := fs.Duration("duration", 10*time.Second, "measured time per path and level")
+	warmup := fs.Duration("warmup", 3*time.Second, "unmeasured load before each measurement")
+	threads := fs.Int("threads", 2, "load generator threads (wrk -t, pgbench -j)")
+	smoke := fs.Bool("smoke", false, "a few seconds at low concurrency, to prove the command works (overrides -levels, -duration, -warmup)")
+	out := fs.String("out", "results/bench", "directory for the JSON result")
+	nginx := fs.String("nginx", cmp.Or(os.Getenv("HASTACK_URL"), "http://127.0.0.1:8080"), "Nginx base URL")
+	pgbench := fs.String("pgbench", "/usr/lib/postgresql/15/bin/pgbench", "pgbench binary")
+	wrk := fs.String("wrk", "/usr/bin/wrk", "wrk binary")
+	seedRows := fs.Int("seed-rows", 10000, "key range of the lookup (the backend's -seed-rows)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := bench.Config{Duration: *duration, Warmup: *warmup, Threads: *threads, Pgbench: *pgbench, Wrk: *wrk, SeedRows: *seedRows}
+	if *smoke {
+		*levels, cfg.Duration, cfg.Warmup = "4", 2*time.Second, time.Second
+	}
+	for _, l := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(l))
+		if err != nil || n < 1 || n > 4096 {
+			return fmt.Errorf("-levels: %q is not a connection count in 1..4096", l)
+		}
+		cfg.Levels = append(cfg.Levels, n)
+	}
+	if cfg.Duration < time.Second || cfg.Threads < 1 || *seedRows < 1 {
+		return fmt.Errorf("-duration must be at least 1s, -threads and -seed-rows positive")
+	}
+	for _, b := range []string{cfg.Pgbench, cfg.Wrk} {
+		if _, err := os.Stat(b); err != nil {
+			return fmt.Errorf("%s missing: run scripts/install.sh", b)
+		}
+	}
+	work, err := os.MkdirTemp("", "hastack-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	cfg.WorkDir = work
+
+	t, err := targets(ctx, strings.TrimRight(*nginx, "/"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "benchmarking: %v connections, %s each after %s warm-up (%d paths)\n", cfg.Levels, cfg.Duration, cfg.Warmup, 5)
+	rep, err := bench.Run(ctx, cfg, t, func(r bench.Row) {
+		fmt.Fprintf(stdout, "  %-15s %4d conns  %8.0f req/s  p99 %6.2fms  errors %d\n", r.Path, r.Conns, r.Measure.RPS,
+			float64(r.Measure.P99)/float64(time.Millisecond), r.Measure.Errors)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	if err := rep.WriteTable(stdout); err != nil {
+		return err
+	}
+	p, err := rep.WriteJSON(*out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s\n", p)
+	return nil
+}
+
+// targets asks Consul where each measured path starts.
+func targets(ctx context.Context, nginx string) (bench.Targets, error) {
+	c, err := cluster.NewClients()
+	if err != nil {
+		return bench.Targets{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pick := func(service string) (string, error) {
+		inst, err := c.Passing(ctx, service)
+		if err != nil {
+			return "", err
+		}
+		if len(inst) == 0 {
+			return "", fmt.Errorf("no passing %s in Consul: is the stack up (scripts/up.sh)?", service)
+		}
+		return inst[0].Addr, nil
+	}
+	pw, err := c.Secret(ctx, "app_password")
+	if err != nil {
+		return bench.Targets{}, err
+	}
+	dsn := func(addr string) string {
+		return fmt.Sprintf("postgres://app:%s@%s/hastack?sslmode=disable", pw, addr)
+	}
+	t := bench.Targets{NginxURL: nginx + "/data", StaticURL: nginx + "/nginx-health"}
+	for _, x := range []struct {
+		service string
+		set     func(string)
+	}{
+		{"haproxy", func(a string) { t.HAProxyDSN = dsn(a) }},
+		{"postgres-follower", func(a string) { t.FollowerDSN = dsn(a) }},
+		{"backend", func(a string) { t.BackendURL = "http://" + a + "/data" }},
+	} {
+		a, err := pick(x.service)
+		if err != nil {
+			return t, err
+		}
+		x.set(a)
+	}
+	return t, nil
+}

@@ -1,0 +1,56 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"hastack/bench"
+)
+
+// The benchmark is not a timed test: this runs it once in smoke mode to prove
+// the command works end to end and writes a valid result. The targets are
+// read from a full run (scripts/bench.sh), not asserted here.
+func TestBenchmarkSmoke(t *testing.T) {
+	out := t.TempDir()
+	cmd := exec.Command(filepath.Join(root, "scripts", "bench.sh"), "-smoke", "-out", out)
+	b, err := cmd.CombinedOutput()
+	t.Logf("%s", b)
+	if err != nil {
+		t.Fatalf("scripts/bench.sh -smoke: %v", err)
+	}
+	files, _ := filepath.Glob(filepath.Join(out, "bench-*.json"))
+	if len(files) != 1 {
+		t.Fatalf("want one JSON result in %s, got %v", out, files)
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatalf("result is not valid JSON: %v", err)
+	}
+	paths := map[string]bool{}
+	for _, r := range rep.Rows {
+		paths[r.Path] = true
+		if r.Measure.Requests <= 0 || r.Measure.RPS <= 0 || r.Measure.P99 <= 0 {
+			t.Errorf("%s at %d: no measurement: %+v", r.Path, r.Conns, r.Measure)
+		}
+		if r.Measure.Errors != 0 {
+			t.Errorf("%s at %d: %d errors", r.Path, r.Conns, r.Measure.Errors)
+		}
+	}
+	for _, p := range []string{"db-haproxy", "db-direct", "backend-direct", "full-stack", "nginx-static"} {
+		if !paths[p] {
+			t.Errorf("result has no %s row", p)
+		}
+	}
+	if rep.Cores < 1 || rep.DBLimit <= 0 {
+		t.Errorf("cores %d, database limit %v: want both positive", rep.Cores, rep.DBLimit)
+	}
+}
