@@ -33,6 +33,8 @@ type Config struct {
 	ReadAttemptTimeout time.Duration
 	// ShutdownTimeout bounds the graceful drain after SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration
+	// DebugListen, if set, serves net/http/pprof there (keep it on loopback).
+	DebugListen string
 	// ReadPoolSize and WritePoolSize are the pools' MaxConns.
 	ReadPoolSize  int
 	WritePoolSize int
@@ -107,6 +109,7 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", env.duration("SHUTDOWN_TIMEOUT", 4*time.Second), "graceful shutdown deadline (env SHUTDOWN_TIMEOUT)")
 	readPool := fs.Int64("read-pool-size", env.int64("READ_POOL_SIZE", 16), "max connections of the read pool (env READ_POOL_SIZE)")
 	writePool := fs.Int64("write-pool-size", env.int64("WRITE_POOL_SIZE", 4), "max connections of the write pool (env WRITE_POOL_SIZE)")
+	fs.StringVar(&cfg.DebugListen, "debug-listen", env.str("DEBUG_LISTEN_ADDR", ""), "serve pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_LISTEN_ADDR, default off)")
 	fs.StringVar(&logLevel, "log-level", env.str("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 
 	if err := fs.Parse(args); err != nil {

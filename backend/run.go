@@ -34,6 +34,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer ln.Close()
 
+	if cfg.DebugListen != "" {
+		stop, err := serveDebug(cfg.DebugListen, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
 	readPool, err := newPool(ctx, cfg.ReadDSN, poolOptions{maxConns: int32(cfg.ReadPoolSize)})
 	if err != nil {
 		return fmt.Errorf("read pool: %w", err)
