@@ -1,0 +1,213 @@
+// Command drill runs failure drills against the live hastack: a steady load
+// through Nginx, one fault (stop, kill, freeze) on one instance, and the
+// measured effect on clients and on the catalog. It prints a summary table
+// and writes result.json, every request's outcome and report.html under
+// -out. It exits 1 when a scenario misses a hard target (a failed request
+// where none may fail, a lost acknowledged write), 2 on bad flags.
+//
+//	drill -scenario follower-kill
+//	drill -scenario backend-kill,backend-freeze -rate 50
+//	drill -suite
+//	drill -reanalyze results/drills/20260101T120000Z
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"hastack/cluster"
+	"hastack/drill"
+	"hastack/drill/report"
+)
+
+func main() {
+	// The first Ctrl-C ends the drill cleanly: a frozen instance is resumed,
+	// the load stops, writes are checked and the report is still written.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+
+func exitCode(err error, stderr io.Writer) int {
+	var usage usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &usage):
+		fmt.Fprintf(stderr, "drill: %v (see -h)\n", err)
+		return 2
+	default:
+		fmt.Fprintln(stderr, "drill:", err)
+		return 1
+	}
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+type config struct {
+	scenarios []drill.Scenario
+	opts      drill.Options
+	out       string
+	reanalyze string
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var (
+		cfg   config
+		names listFlag
+		suite bool
+	)
+	o := drill.DefaultOptions()
+	fs := flag.NewFlagSet("drill", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: drill -scenario NAME[,NAME...] | -suite [flags]\n\nscenarios: %s\n\nflags:\n",
+			strings.Join(drill.ScenarioNames(), ", "))
+		fs.PrintDefaults()
+	}
+	fs.Var(&names, "scenario", "scenario `name`s to run, comma-separated or repeated")
+	fs.BoolVar(&suite, "suite", false, "run every scenario, in order")
+	fs.StringVar(&o.URL, "url", o.URL, "load target (loopback only)")
+	fs.Float64Var(&o.Rate, "rate", o.Rate, fmt.Sprintf("requests per second, at most %d", drill.MaxRate))
+	fs.Float64Var(&o.WriteRatio, "write-ratio", o.WriteRatio, "share of POSTs, 0..1")
+	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "per-request timeout")
+	fs.DurationVar(&o.Baseline, "baseline", o.Baseline, "load before the fault")
+	fs.DurationVar(&o.FreezeFor, "freeze-for", o.FreezeFor, "how long a freeze holds before SIGCONT")
+	fs.DurationVar(&o.Recover, "recover", o.Recover, "bound on the wait, from the fault, for the victim to serve again")
+	fs.DurationVar(&o.Settle, "settle", o.Settle, "bound on the wait, after it serves again, for traffic to be shared again")
+	fs.DurationVar(&o.After, "after", o.After, "load after recovery, for the after figures")
+	fs.DurationVar(&o.Ready, "ready", o.Ready, "bound on the wait for a healthy stack before each scenario")
+	fs.StringVar(&o.AllocID, "alloc", "", "victim allocation `ID` (or 8+ char prefix); default: lowest index of the role")
+	fs.StringVar(&cfg.out, "out", "", "output `dir` (default results/drills/<UTC timestamp>)")
+	fs.StringVar(&cfg.reanalyze, "reanalyze", "", "recompute the figures and report of an earlier run in `dir` from its recorded requests, without touching the stack")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return cfg, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	switch {
+	case cfg.reanalyze != "" && (suite || len(names) > 0):
+		return cfg, usageError{errors.New("-reanalyze runs no scenario: drop -suite and -scenario")}
+	case cfg.reanalyze != "":
+		return cfg, nil
+	case suite && len(names) > 0:
+		return cfg, usageError{errors.New("-suite and -scenario exclude each other")}
+	case suite:
+		cfg.scenarios = drill.Scenarios
+	case len(names) == 0:
+		return cfg, usageError{errors.New("name a -scenario or pass -suite")}
+	default:
+		sc, err := drill.ParseScenarios(names)
+		if err != nil {
+			return cfg, usageError{err}
+		}
+		cfg.scenarios = sc
+	}
+	if o.AllocID != "" && len(cfg.scenarios) > 1 {
+		return cfg, usageError{errors.New("-alloc picks one victim: use it with a single -scenario")}
+	}
+	if err := o.Validate(); err != nil {
+		return cfg, usageError{err}
+	}
+	cfg.opts = o
+	if cfg.out == "" {
+		cfg.out = filepath.Join("results", "drills", time.Now().UTC().Format("20060102T150405Z"))
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.reanalyze != "" {
+		results, err := drill.ReadFiles(cfg.reanalyze)
+		if err != nil {
+			return err
+		}
+		results.Reanalyze()
+		if err := write(cfg.reanalyze, results); err != nil {
+			return err
+		}
+		return drill.WriteTable(stdout, results.Results)
+	}
+	clients, err := cluster.NewClients()
+	if err != nil {
+		return err
+	}
+	d := &drill.Driller{Clients: clients, Procfs: drill.HostProcfs, Log: stderr}
+	var results drill.Run
+	var runErrs []error
+	for _, sc := range cfg.scenarios {
+		if ctx.Err() != nil {
+			break
+		}
+		fmt.Fprintf(stderr, "=== %s (%s on a %s, %.0f req/s, %.1f%% writes)\n", sc.Name, sc.Fault, sc.Role, cfg.opts.Rate, 100*cfg.opts.WriteRatio)
+		r, err := d.Run(ctx, sc, cfg.opts)
+		if err != nil {
+			runErrs = append(runErrs, fmt.Errorf("%s: %w", sc.Name, err))
+		}
+		if !r.Start.IsZero() {
+			results.Results = append(results.Results, r)
+		}
+	}
+	if len(results.Results) > 0 {
+		if err := write(cfg.out, results); err != nil {
+			return err
+		}
+		if err := drill.WriteTable(stdout, results.Results); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\nresults: %s\nreport:  %s\n", filepath.Join(cfg.out, "result.json"), filepath.Join(cfg.out, "report.html"))
+	}
+	var failed []string
+	for _, r := range results.Results {
+		if !r.Passed() {
+			failed = append(failed, r.Scenario.Name)
+		}
+	}
+	if err := errors.Join(runErrs...); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("FAIL: %s missed a hard target (see above)", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+func write(dir string, results drill.Run) error {
+	if err := results.WriteFiles(dir); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	f, err := os.Create(filepath.Join(dir, "report.html"))
+	if err != nil {
+		return err
+	}
+	if err := report.Render(f, results, time.Now()); err != nil {
+		f.Close()
+		return fmt.Errorf("render report: %w", err)
+	}
+	return f.Close()
+}
