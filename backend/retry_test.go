@@ -99,8 +99,10 @@ func (r fakeRow) Scan(dest ...any) error {
 		return r.err
 	}
 	*dest[0].(*int64) = r.item.ID
-	if len(dest) == 2 { // INSERT ... RETURNING id, created_at
+	if len(dest) == 4 { // INSERT ... RETURNING id, created_at, payload, replayed
 		*dest[1].(*time.Time) = r.item.CreatedAt
+		*dest[2].(*string) = r.item.Payload
+		*dest[3].(*bool) = r.item.Replayed
 		return nil
 	}
 	*dest[1].(*string) = r.item.Payload
@@ -194,25 +196,41 @@ func TestGetItemErrors(t *testing.T) {
 
 func TestCreateItemRetriesOnlyUnsent(t *testing.T) {
 	t.Run("connect error is retried", func(t *testing.T) {
-		db := &fakeDB{fails: []error{&pgconn.ConnectError{}}, row: fakeRow{item: Item{ID: 10001, CreatedAt: time.Now()}}}
+		db := &fakeDB{fails: []error{&pgconn.ConnectError{}}, row: fakeRow{item: Item{ID: 10001, Payload: "x", CreatedAt: time.Now()}}}
 		s := newStore(db, db, StoreOptions{WritePolicy: noBackoff})
-		item, err := s.CreateItem(context.Background(), "x")
+		item, err := s.CreateItem(context.Background(), "x", "")
 		if err != nil || item.ID != 10001 || db.calls != 2 {
 			t.Fatalf("item=%+v err=%v calls=%d, want id 10001 after 2 calls", item, err, db.calls)
 		}
 	})
 	t.Run("connection lost after sending is not retried", func(t *testing.T) {
-		db := &fakeDB{fails: []error{io.ErrUnexpectedEOF}, row: fakeRow{item: Item{ID: 10001}}}
+		db := &fakeDB{fails: []error{io.ErrUnexpectedEOF}, row: fakeRow{item: Item{ID: 10001, Payload: "x"}}}
 		s := newStore(db, db, StoreOptions{WritePolicy: noBackoff})
-		_, err := s.CreateItem(context.Background(), "x")
+		_, err := s.CreateItem(context.Background(), "x", "")
 		if !errors.Is(err, ErrUnavailable) || db.calls != 1 {
 			t.Fatalf("err=%v calls=%d, want ErrUnavailable after 1 call", err, db.calls)
+		}
+	})
+	t.Run("keyed write lost after sending is retried", func(t *testing.T) {
+		db := &fakeDB{fails: []error{io.ErrUnexpectedEOF}, row: fakeRow{item: Item{ID: 10001, Payload: "x", Replayed: true}}}
+		s := newStore(db, db, StoreOptions{WritePolicy: noBackoff})
+		item, err := s.CreateItem(context.Background(), "x", "key-1")
+		if err != nil || item.ID != 10001 || !item.Replayed || db.calls != 2 {
+			t.Fatalf("item=%+v err=%v calls=%d, want the replayed id 10001 after 2 calls", item, err, db.calls)
+		}
+	})
+	t.Run("key reused with another payload", func(t *testing.T) {
+		db := &fakeDB{row: fakeRow{item: Item{ID: 10001, Payload: "first", Replayed: true}}}
+		s := newStore(db, db, StoreOptions{WritePolicy: noBackoff})
+		_, err := s.CreateItem(context.Background(), "second", "key-1")
+		if !errors.Is(err, ErrKeyReused) {
+			t.Fatalf("err=%v, want ErrKeyReused", err)
 		}
 	})
 	t.Run("read-only standby is unavailable", func(t *testing.T) {
 		db := &fakeDB{fails: []error{&pgconn.PgError{Code: "25006"}}}
 		s := newStore(db, db, StoreOptions{WritePolicy: noBackoff})
-		_, err := s.CreateItem(context.Background(), "x")
+		_, err := s.CreateItem(context.Background(), "x", "")
 		if !errors.Is(err, ErrUnavailable) || db.calls != 1 {
 			t.Fatalf("err=%v calls=%d, want ErrUnavailable after 1 call", err, db.calls)
 		}
@@ -325,7 +343,7 @@ func TestStoreAgainstUnreachableDatabase(t *testing.T) {
 			ctx, cancel = context.WithTimeout(context.Background(), tt.requestTimeout)
 			defer cancel()
 			start = time.Now()
-			_, err = s.CreateItem(ctx, "x")
+			_, err = s.CreateItem(ctx, "x", "")
 			if !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("CreateItem err = %v, want ErrUnavailable", err)
 			}

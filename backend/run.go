@@ -16,6 +16,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
+// Connection lifetimes: reads rebalance over the followers within 10-15s
+// after one rejoins; the primary is a single server, so write connections
+// only need recycling now and then.
+const (
+	readConnLifetime  = 10 * time.Second
+	writeConnLifetime = 5 * time.Minute
+)
+
 // Run parses the config, starts the HTTP server and serves until ctx is
 // cancelled, then drains in-flight requests within the shutdown timeout.
 // It returns early with a clear error when the config is invalid or the
@@ -42,12 +50,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		defer stop()
 	}
 
-	readPool, err := newPool(ctx, cfg.ReadDSN, poolOptions{maxConns: int32(cfg.ReadPoolSize)})
+	readPool, err := newPool(ctx, cfg.ReadDSN, poolOptions{maxConns: int32(cfg.ReadPoolSize), lifetime: readConnLifetime})
 	if err != nil {
 		return fmt.Errorf("read pool: %w", err)
 	}
 	defer readPool.Close()
-	writePool, err := newPool(ctx, cfg.WriteDSN, poolOptions{maxConns: int32(cfg.WritePoolSize)})
+	writePool, err := newPool(ctx, cfg.WriteDSN, poolOptions{maxConns: int32(cfg.WritePoolSize), lifetime: writeConnLifetime})
 	if err != nil {
 		return fmt.Errorf("write pool: %w", err)
 	}

@@ -168,6 +168,29 @@ type postDataResponse struct {
 	ID        int64     `json:"id"`
 	BackendID string    `json:"backend_id"`
 	CreatedAt time.Time `json:"created_at"`
+	// Replayed: an earlier request with the same Idempotency-Key created it.
+	Replayed bool `json:"replayed,omitempty"`
+}
+
+// IdempotencyKeyHeader names the request header that makes a POST safe to
+// repeat. Nginx sets it (the client's own, or its request id) so that it can
+// retry a POST on the other backend without writing the row twice.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// maxKeyBytes bounds an idempotency key.
+const maxKeyBytes = 128
+
+// validKey accepts 1..128 printable ASCII characters without spaces.
+func validKey(k string) bool {
+	if len(k) == 0 || len(k) > maxKeyBytes {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 type statusResponse struct {
@@ -202,7 +225,7 @@ func (s *Server) getData(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, getDataResponse{
 		BackendID: s.id,
 		Follower:  followerJSON(res.Follower),
-		Row:       rowJSON(res.Item),
+		Row:       rowJSON{ID: res.Item.ID, Payload: res.Item.Payload, CreatedAt: res.Item.CreatedAt},
 		Attempts:  res.Attempts,
 		TookMS:    took,
 	})
@@ -210,6 +233,11 @@ func (s *Server) getData(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) postData(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	key := r.Header.Get(IdempotencyKeyHeader)
+	if _, sent := r.Header[IdempotencyKeyHeader]; sent && !validKey(key) {
+		s.writeError(w, http.StatusBadRequest, fmt.Sprintf("%s must be 1 to %d printable ASCII characters", IdempotencyKeyHeader, maxKeyBytes), nil)
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -247,12 +275,13 @@ func (s *Server) postData(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), s.requestTimeout)
 	defer cancel()
-	item, err := s.store.CreateItem(ctx, *req.Payload)
+	item, err := s.store.CreateItem(ctx, *req.Payload, key)
 	if err != nil {
 		s.storeError(w, r, err, millis(time.Since(start)))
 		return
 	}
-	s.writeJSON(w, http.StatusCreated, postDataResponse{ID: item.ID, BackendID: s.id, CreatedAt: item.CreatedAt})
+	// A replay answers like the first request did: the write exists once.
+	s.writeJSON(w, http.StatusCreated, postDataResponse{ID: item.ID, BackendID: s.id, CreatedAt: item.CreatedAt, Replayed: item.Replayed})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -276,6 +305,8 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, t
 	switch {
 	case errors.Is(err, ErrNotFound):
 		s.writeError(w, http.StatusNotFound, err.Error(), nil)
+	case errors.Is(err, ErrKeyReused):
+		s.writeError(w, http.StatusConflict, ErrKeyReused.Error(), nil)
 	case errors.Is(err, ErrUnavailable):
 		// Expected during a failover drill; keep it out of info logs.
 		s.log.Debug("database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -17,7 +17,7 @@ import (
 // fakeStore lets each test decide what the database answers.
 type fakeStore struct {
 	get    func(ctx context.Context, id int64) (ReadResult, error)
-	create func(ctx context.Context, payload string) (Item, error)
+	create func(ctx context.Context, payload, key string) (Item, error)
 	ready  error
 }
 
@@ -25,8 +25,8 @@ func (f *fakeStore) GetItem(ctx context.Context, id int64) (ReadResult, error) {
 	return f.get(ctx, id)
 }
 
-func (f *fakeStore) CreateItem(ctx context.Context, payload string) (Item, error) {
-	return f.create(ctx, payload)
+func (f *fakeStore) CreateItem(ctx context.Context, payload, key string) (Item, error) {
+	return f.create(ctx, payload, key)
 }
 
 func (f *fakeStore) Ready(ctx context.Context) error { return f.ready }
@@ -45,7 +45,7 @@ func okStore() *fakeStore {
 				Attempts: 1,
 			}, nil
 		},
-		create: func(_ context.Context, payload string) (Item, error) {
+		create: func(_ context.Context, payload, _ string) (Item, error) {
 			return Item{ID: 10001, Payload: payload, CreatedAt: created}, nil
 		},
 	}
@@ -62,9 +62,17 @@ func newTestServer(store Store) *Server {
 // do sends a request and decodes a JSON answer, failing on non-JSON.
 func do(t *testing.T, h http.Handler, method, target, body string) (int, map[string]any) {
 	t.Helper()
+	return doWith(t, h, method, target, body, nil)
+}
+
+func doWith(t *testing.T, h http.Handler, method, target, body string, header http.Header) (int, map[string]any) {
+	t.Helper()
 	req := httptest.NewRequest(method, target, strings.NewReader(body))
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -170,9 +178,9 @@ func TestPostData(t *testing.T) {
 	var got string
 	store := okStore()
 	create := store.create
-	store.create = func(ctx context.Context, payload string) (Item, error) {
+	store.create = func(ctx context.Context, payload, _ string) (Item, error) {
 		got = payload
-		return create(ctx, payload)
+		return create(ctx, payload, "")
 	}
 	code, body := do(t, newTestServer(store), "POST", "/data", `{"payload":"hello"}`)
 	if code != http.StatusCreated {
@@ -185,7 +193,7 @@ func TestPostData(t *testing.T) {
 
 func TestPostDataErrors(t *testing.T) {
 	unavailable := okStore()
-	unavailable.create = func(ctx context.Context, payload string) (Item, error) {
+	unavailable.create = func(ctx context.Context, payload, _ string) (Item, error) {
 		return Item{}, fmt.Errorf("insert item: %w", ErrUnavailable)
 	}
 	tests := []struct {
@@ -217,6 +225,36 @@ func TestPostDataErrors(t *testing.T) {
 				t.Errorf("no error message: %v", body)
 			}
 		})
+	}
+}
+
+func TestPostDataIdempotencyKey(t *testing.T) {
+	var gotKey string
+	store := okStore()
+	create := store.create
+	store.create = func(ctx context.Context, payload, key string) (Item, error) {
+		gotKey = key
+		if key == "reused" {
+			return Item{}, fmt.Errorf("insert: %w", ErrKeyReused)
+		}
+		it, err := create(ctx, payload, key)
+		it.Replayed = true
+		return it, err
+	}
+	h := newTestServer(store)
+	code, body := doWith(t, h, "POST", "/data", `{"payload":"x"}`, http.Header{IdempotencyKeyHeader: {"0af3c1d2e4"}})
+	if code != http.StatusCreated || gotKey != "0af3c1d2e4" || body["replayed"] != true {
+		t.Errorf("valid key: code %d, key %q, body %v; want 201, the key passed on, replayed", code, gotKey, body)
+	}
+	for name, key := range map[string]string{"empty": "", "space": "a b", "too long": strings.Repeat("k", maxKeyBytes+1), "non-ASCII": "clé"} {
+		code, body := doWith(t, h, "POST", "/data", `{"payload":"x"}`, http.Header{IdempotencyKeyHeader: {key}})
+		if code != http.StatusBadRequest || body["error"] == nil {
+			t.Errorf("%s key: code %d body %v, want 400 with an error", name, code, body)
+		}
+	}
+	code, body = doWith(t, h, "POST", "/data", `{"payload":"x"}`, http.Header{IdempotencyKeyHeader: {"reused"}})
+	if code != http.StatusConflict || body["error"] == nil {
+		t.Errorf("reused key: code %d body %v, want 409 with an error", code, body)
 	}
 }
 

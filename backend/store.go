@@ -16,6 +16,9 @@ import (
 // ErrNotFound means the requested item does not exist.
 var ErrNotFound = errors.New("item not found")
 
+// ErrKeyReused means an idempotency key came back with a different payload.
+var ErrKeyReused = errors.New("idempotency key already used for a different payload")
+
 // ErrUnavailable means the database could not be reached (or kept failing
 // at the connection level) within the request's deadline and attempts.
 var ErrUnavailable = errors.New("database unavailable")
@@ -25,6 +28,9 @@ type Item struct {
 	ID        int64
 	Payload   string
 	CreatedAt time.Time
+	// Replayed is true when a write with the same idempotency key had
+	// already created this row, so the write was not applied twice.
+	Replayed bool
 }
 
 // Follower identifies the Postgres server that answered a read.
@@ -50,9 +56,11 @@ type Store interface {
 	// GetItem reads an item from a follower. It returns an error wrapping
 	// ErrNotFound or ErrUnavailable for those cases.
 	GetItem(ctx context.Context, id int64) (ReadResult, error)
-	// CreateItem inserts an item on the primary. It returns an error
-	// wrapping ErrUnavailable when the primary cannot take the write.
-	CreateItem(ctx context.Context, payload string) (Item, error)
+	// CreateItem inserts an item on the primary. A non-empty key makes the
+	// write idempotent: the same key returns the row it created the first
+	// time. It returns an error wrapping ErrUnavailable when the primary
+	// cannot take the write, ErrKeyReused for a key with another payload.
+	CreateItem(ctx context.Context, payload, key string) (Item, error)
 	// Ready checks that reads can be served right now.
 	Ready(ctx context.Context) error
 }
@@ -65,8 +73,13 @@ type db interface {
 
 const (
 	// One round trip returns the row and which follower served it.
-	readItemSQL   = `SELECT id, payload, created_at, current_setting('cluster_name'), host(inet_server_addr()), inet_server_port() FROM items WHERE id = $1`
-	insertItemSQL = `INSERT INTO items (payload) VALUES ($1) RETURNING id, created_at`
+	readItemSQL = `SELECT id, payload, created_at, current_setting('cluster_name'), host(inet_server_addr()), inet_server_port() FROM items WHERE id = $1`
+	// An insert keyed by request_id (NULL: no key, never conflicts). On a
+	// repeated key the no-op update locks and returns the existing row, even
+	// when the first insert commits concurrently; xmax <> 0 marks that case.
+	insertItemSQL = `INSERT INTO items (payload, request_id) VALUES ($1, $2)
+ON CONFLICT (request_id) DO UPDATE SET request_id = EXCLUDED.request_id
+RETURNING id, created_at, payload, xmax <> 0`
 )
 
 // PGStore is the Postgres Store: reads through a pool behind HAProxy to the
@@ -145,14 +158,23 @@ func (s *PGStore) GetItem(ctx context.Context, id int64) (ReadResult, error) {
 	}
 }
 
-// CreateItem inserts an item on the primary. An insert is not idempotent,
-// so it is retried only when it certainly never reached the server.
-func (s *PGStore) CreateItem(ctx context.Context, payload string) (Item, error) {
-	item := Item{Payload: payload}
-	attempts, err := retry(ctx, s.writePolicy, writeSafeToRetry, nil, func(ctx context.Context) error {
-		return s.write.QueryRow(ctx, insertItemSQL, payload).Scan(&item.ID, &item.CreatedAt)
+// CreateItem inserts an item on the primary. Without a key an insert is not
+// idempotent, so it is retried only when it certainly never reached the
+// server; with a key any connection-level failure is retried, since the
+// key makes a repeat return the first row instead of adding another.
+func (s *PGStore) CreateItem(ctx context.Context, payload, key string) (Item, error) {
+	var item Item
+	var keyArg *string
+	retryable := writeSafeToRetry
+	if key != "" {
+		keyArg, retryable = &key, connectionError
+	}
+	attempts, err := retry(ctx, s.writePolicy, retryable, nil, func(ctx context.Context) error {
+		return s.write.QueryRow(ctx, insertItemSQL, payload, keyArg).Scan(&item.ID, &item.CreatedAt, &item.Payload, &item.Replayed)
 	})
 	switch {
+	case err == nil && item.Payload != payload:
+		return Item{}, fmt.Errorf("insert item with key %q: %w", key, ErrKeyReused)
 	case err == nil:
 		item.CreatedAt = item.CreatedAt.UTC()
 		return item, nil
@@ -174,6 +196,7 @@ func (s *PGStore) Ready(ctx context.Context) error {
 // poolOptions are the pool settings shared by the read and write pools.
 type poolOptions struct {
 	maxConns int32
+	lifetime time.Duration
 }
 
 // newPool builds a lazy pool: it does not connect until first use, so the
@@ -185,11 +208,12 @@ func newPool(ctx context.Context, dsn string, opts poolOptions) (*pgxpool.Pool, 
 	}
 	cfg.MaxConns = opts.maxConns
 	// Notice dead idle connections quickly, and recycle every connection
-	// within 30-40s so that a follower rejoining behind HAProxy gets its
-	// share of connections back; the jitter avoids recycling all at once.
+	// within opts.lifetime (plus jitter, so not all at once): HAProxy only
+	// balances new connections, so this is how a follower rejoining behind
+	// it gets its share of the pooled connections back.
 	cfg.HealthCheckPeriod = 2 * time.Second
-	cfg.MaxConnLifetime = 30 * time.Second
-	cfg.MaxConnLifetimeJitter = 10 * time.Second
+	cfg.MaxConnLifetime = opts.lifetime
+	cfg.MaxConnLifetimeJitter = opts.lifetime / 2
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = time.Second
 	}

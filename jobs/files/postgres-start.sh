@@ -71,7 +71,9 @@ SET ROLE app;
 CREATE TABLE items (
   id         bigserial PRIMARY KEY,
   payload    text NOT NULL,
-  created_at timestamptz NOT NULL DEFAULT now()
+  created_at timestamptz NOT NULL DEFAULT now(),
+  -- The write's idempotency key: a repeated POST returns its first row.
+  request_id text UNIQUE
 );
 INSERT INTO items (payload) SELECT 'seed-' || g FROM generate_series(1, :rows) AS g;
 SQL
