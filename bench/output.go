@@ -15,9 +15,15 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float6
 // WriteTable prints the report as an aligned table.
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "machine: %s, %d cores; %s per level after %s warm-up; %s\n", r.Host, r.Cores, r.Duration, r.Warmup, r.Started.Format(time.RFC3339))
-	fmt.Fprintf(w, "database limit (best pgbench rate of this run): %.0f req/s\n\n", r.DBLimit)
+	fmt.Fprintf(w, "database limit (best pgbench rate of this run): %.0f req/s; \"of DB via HAProxy\" compares with pgbench through HAProxy at the same connections\n\n", r.DBLimit)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\tconns\treq/s\tp50\tp99\terrors\tof DB limit\tCPU s/1k req: nginx\tbackend\thaproxy\tpostgres\tloadgen\tbackend RSS\t")
+	viaHAProxy := map[int]float64{}
+	for _, row := range r.Rows {
+		if row.Path == "db-haproxy" {
+			viaHAProxy[row.Conns] = row.Measure.RPS
+		}
+	}
+	fmt.Fprintln(tw, "path\tconns\treq/s\tp50\tp99\terrors\tof DB limit\tof DB via HAProxy\tCPU s/1k req: nginx\tbackend\thaproxy\tpostgres\tloadgen\tbackend RSS\t")
 	for _, row := range r.Rows {
 		m := row.Measure
 		rss := "-"
@@ -25,8 +31,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 			rss = fmt.Sprintf("%.1f MiB", float64(row.BackendRSS)/(1<<20))
 		}
 		c := row.CPUPer1k
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%.0f%%\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t\n",
-			row.Path, row.Conns, m.RPS, ms(m.P50), ms(m.P99), m.Errors, 100*row.RatioToDB,
+		ofHAProxy := "-"
+		if v := viaHAProxy[row.Conns]; v > 0 {
+			ofHAProxy = fmt.Sprintf("%.0f%%", 100*m.RPS/v)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%.0f%%\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t\n",
+			row.Path, row.Conns, m.RPS, ms(m.P50), ms(m.P99), m.Errors, 100*row.RatioToDB, ofHAProxy,
 			c["nginx"], c["backend"], c["haproxy"], c["postgres"], c["loadgen"], rss)
 	}
 	return tw.Flush()

@@ -112,23 +112,38 @@ func TestStatTicks(t *testing.T) {
 }
 
 func TestGroupOf(t *testing.T) {
-	nomad := []byte("PATH=/bin\x00NOMAD_ALLOC_ID=abc\x00")
 	for _, c := range []struct {
-		comm string
-		env  []byte
-		want string
+		comm  string
+		nomad bool
+		want  string
 	}{
-		{"nginx", nomad, "nginx"},
-		{"postgres", nomad, "postgres"},
-		{"postgres", []byte("PATH=/bin"), ""}, // a system Postgres is not ours
-		{"backend", nomad, "backend"},
-		{"haproxy", nomad, "haproxy"},
-		{"wrk", nil, "loadgen"},
-		{"pgbench", nil, "loadgen"},
-		{"bash", nomad, ""},
+		{"nginx", true, "nginx"},
+		{"postgres", true, "postgres"},
+		{"postgres", false, ""}, // a system Postgres is not ours
+		{"backend", true, "backend"},
+		{"haproxy", true, "haproxy"},
+		{"wrk", false, "loadgen"},
+		{"pgbench", false, "loadgen"},
+		{"bash", true, ""},
 	} {
-		if got := groupOf(c.comm, c.env); got != c.want {
-			t.Errorf("groupOf(%q) = %q, want %q", c.comm, got, c.want)
+		if got := groupOf(c.comm, c.nomad); got != c.want {
+			t.Errorf("groupOf(%q, %v) = %q, want %q", c.comm, c.nomad, got, c.want)
+		}
+	}
+}
+
+func TestUnderNomad(t *testing.T) {
+	for _, c := range []struct {
+		env, cgroup string
+		want        bool
+	}{
+		{"PATH=/bin\x00NOMAD_ALLOC_ID=abc\x00", "6:freezer:/\n", true},
+		{"", "6:freezer:/nomad/59291576-6f8c\n0::/\n", true},      // cgroup v1, environment overwritten
+		{"", "0::/nomad.slice/abc.postgres.scope\n", true},        // cgroup v2
+		{"PATH=/bin\x00", "6:freezer:/\n0::/user.slice\n", false}, // not a Nomad task
+	} {
+		if got := underNomad([]byte(c.env), []byte(c.cgroup)); got != c.want {
+			t.Errorf("underNomad(%q, %q) = %v, want %v", c.env, c.cgroup, got, c.want)
 		}
 	}
 }

@@ -16,15 +16,24 @@ var Groups = []string{"nginx", "backend", "haproxy", "postgres", "loadgen"}
 // 100 on every Linux architecture Go supports.
 const clockTicks = 100
 
-// groupOf maps a process to its group: stack processes are recognized by
-// their command name and by running under Nomad (NOMAD_ALLOC_ID in their
-// environment), so a system nginx or Postgres on the machine is not counted.
-func groupOf(comm string, environ []byte) string {
+// underNomad tells a task of Nomad's from anything else on the machine (a
+// system nginx or Postgres): Nomad puts each task in a cgroup of its own
+// under "nomad" (v1) or "nomad.slice" (v2), and sets NOMAD_ALLOC_ID in the
+// task's environment. Both are checked, since Postgres and nginx overwrite
+// their environment to set their process titles.
+func underNomad(environ, cgroup []byte) bool {
+	return bytes.Contains(environ, []byte("NOMAD_ALLOC_ID=")) ||
+		bytes.Contains(cgroup, []byte(":/nomad/")) || bytes.Contains(cgroup, []byte("/nomad.slice/"))
+}
+
+// groupOf maps a process to its group by command name; stack processes
+// must run under Nomad.
+func groupOf(comm string, nomad bool) string {
 	switch comm {
 	case "wrk", "pgbench":
 		return "loadgen"
 	}
-	if !bytes.Contains(environ, []byte("NOMAD_ALLOC_ID=")) {
+	if !nomad {
 		return ""
 	}
 	switch {
@@ -57,8 +66,7 @@ func SampleCPU() (CPUSample, error) {
 		if err != nil {
 			continue // exited meanwhile
 		}
-		env, _ := os.ReadFile(d + "/environ")
-		g := groupOf(strings.TrimSpace(string(comm)), env)
+		g := groupOf(strings.TrimSpace(string(comm)), procUnderNomad(d))
 		if g == "" {
 			continue
 		}
@@ -120,8 +128,7 @@ func MaxRSS(group string) (int64, error) {
 		if err != nil {
 			continue
 		}
-		env, _ := os.ReadFile(d + "/environ")
-		if groupOf(strings.TrimSpace(string(comm)), env) != group {
+		if groupOf(strings.TrimSpace(string(comm)), procUnderNomad(d)) != group {
 			continue
 		}
 		status, err := os.ReadFile(d + "/status")
@@ -136,4 +143,10 @@ func MaxRSS(group string) (int64, error) {
 		}
 	}
 	return best, nil
+}
+
+func procUnderNomad(dir string) bool {
+	env, _ := os.ReadFile(dir + "/environ")
+	cg, _ := os.ReadFile(dir + "/cgroup")
+	return underNomad(env, cg)
 }

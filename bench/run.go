@@ -186,7 +186,7 @@ func (cfg Config) pgbench(ctx context.Context, dsn, script string, conns int, d 
 }
 
 func (cfg Config) wrk(ctx context.Context, url string, conns int, d time.Duration) (Measure, time.Duration, error) {
-	args := []string{"-t", strconv.Itoa(min(cfg.Threads, conns)), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%dms", d.Milliseconds()),
+	args := []string{"-t", strconv.Itoa(min(cfg.Threads, conns)), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", max(int(d.Seconds()), 1)), // wrk takes whole seconds
 		"--latency", "--timeout", "5s", url}
 	out, cpu, err := runTool(ctx, cfg.Wrk, args, d)
 	if err != nil {

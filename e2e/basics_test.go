@@ -1,5 +1,8 @@
 //go:build e2e
 
+// The basics run first (files run in name order): they expect a freshly
+// deployed stack, before the drills disturb it.
+
 package e2e
 
 import (
