@@ -27,6 +27,7 @@ import (
 	"hastack/cluster"
 	"hastack/drill"
 	"hastack/drill/report"
+	"hastack/internal/cli"
 )
 
 func main() {
@@ -35,25 +36,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	os.Exit(exitCode(err, os.Stderr))
-}
-
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-
-func exitCode(err error, stderr io.Writer) int {
-	var usage usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &usage):
-		fmt.Fprintf(stderr, "drill: %v (see -h)\n", err)
-		return 2
-	default:
-		fmt.Fprintln(stderr, "drill:", err)
-		return 1
-	}
+	os.Exit(cli.ExitCode("drill", err, os.Stderr))
 }
 
 type listFlag []string
@@ -101,34 +84,34 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, err
 		}
-		return cfg, usageError{err}
+		return cfg, cli.Usage(err)
 	}
 	if fs.NArg() > 0 {
-		return cfg, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+		return cfg, cli.Usage(fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
 	switch {
 	case cfg.reanalyze != "" && (suite || len(names) > 0):
-		return cfg, usageError{errors.New("-reanalyze runs no scenario: drop -suite and -scenario")}
+		return cfg, cli.Usage(errors.New("-reanalyze runs no scenario: drop -suite and -scenario"))
 	case cfg.reanalyze != "":
 		return cfg, nil
 	case suite && len(names) > 0:
-		return cfg, usageError{errors.New("-suite and -scenario exclude each other")}
+		return cfg, cli.Usage(errors.New("-suite and -scenario exclude each other"))
 	case suite:
 		cfg.scenarios = drill.Scenarios
 	case len(names) == 0:
-		return cfg, usageError{errors.New("name a -scenario or pass -suite")}
+		return cfg, cli.Usage(errors.New("name a -scenario or pass -suite"))
 	default:
 		sc, err := drill.ParseScenarios(names)
 		if err != nil {
-			return cfg, usageError{err}
+			return cfg, cli.Usage(err)
 		}
 		cfg.scenarios = sc
 	}
 	if o.AllocID != "" && len(cfg.scenarios) > 1 {
-		return cfg, usageError{errors.New("-alloc picks one victim: use it with a single -scenario")}
+		return cfg, cli.Usage(errors.New("-alloc picks one victim: use it with a single -scenario"))
 	}
 	if err := o.Validate(); err != nil {
-		return cfg, usageError{err}
+		return cfg, cli.Usage(err)
 	}
 	cfg.opts = o
 	if cfg.out == "" {

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"hastack/internal/cli"
 	"hastack/load"
 )
 
@@ -25,33 +26,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
-	os.Exit(exitCode(err, os.Stderr))
+	os.Exit(cli.ExitCode("load", err, os.Stderr))
 }
-
-// usageError is a bad flag or environment value: exit status 2.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
 
 // failedError means the run completed but some requests failed: exit status 1.
 type failedError struct{ n int }
 
 func (e failedError) Error() string { return fmt.Sprintf("FAIL: %d requests failed", e.n) }
-
-func exitCode(err error, stderr io.Writer) int {
-	var usage usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &usage):
-		fmt.Fprintf(stderr, "load: %v (see -h)\n", err)
-		return 2
-	default:
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-}
 
 // run parses args (falling back to LOAD_* variables from getenv), sends the
 // load and writes the report. Per-request lines and the summary go to
@@ -142,19 +123,19 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (lo
 	fs.StringVar(&opts.jsonPath, "json", getenv("LOAD_JSON"), "also write the summary as JSON to `FILE`, - for stdout (LOAD_JSON)")
 
 	if err := errors.Join(errs...); err != nil {
-		return cfg, opts, usageError{err}
+		return cfg, opts, cli.Usage(err)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, opts, err
 		}
-		return cfg, opts, usageError{err}
+		return cfg, opts, cli.Usage(err)
 	}
 	if fs.NArg() > 0 {
-		return cfg, opts, usageError{fmt.Errorf("unexpected arguments: %q", fs.Args())}
+		return cfg, opts, cli.Usage(fmt.Errorf("unexpected arguments: %q", fs.Args()))
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, opts, usageError{err}
+		return cfg, opts, cli.Usage(err)
 	}
 	return cfg, opts, nil
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"hastack/internal/cli"
 	"hastack/load"
 )
 
@@ -81,7 +82,7 @@ func TestRunFailuresAndJSON(t *testing.T) {
 	if !errors.As(err, &failed) || failed.n != 2 {
 		t.Fatalf("run = %v, want 2 failed", err)
 	}
-	if code := exitCode(err, &stderr); code != 1 || !strings.Contains(stderr.String(), "FAIL: 2 requests failed") {
+	if code := cli.ExitCode("load", err, &stderr); code != 1 || !strings.Contains(stderr.String(), "FAIL: 2 requests failed") {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 	if strings.Contains(stdout.String(), " id=") {
@@ -150,11 +151,11 @@ func TestRunBadFlags(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			// The URL points nowhere: a bad flag must stop the run before any request.
 			err := run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, &stdout, &stderr)
-			var usage usageError
+			var usage cli.UsageError
 			if !errors.As(err, &usage) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("run = %v, want usage error with %q", err, tt.want)
 			}
-			if code := exitCode(err, io.Discard); code != 2 {
+			if code := cli.ExitCode("load", err, io.Discard); code != 2 {
 				t.Errorf("exit code %d, want 2", code)
 			}
 			if stdout.Len() != 0 {
@@ -167,7 +168,7 @@ func TestRunBadFlags(t *testing.T) {
 func TestRunHelp(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), []string{"-h"}, noEnv, &stdout, &stderr)
-	if exitCode(err, io.Discard) != 0 || !strings.Contains(stderr.String(), "-write-ratio") {
+	if cli.ExitCode("load", err, io.Discard) != 0 || !strings.Contains(stderr.String(), "-write-ratio") {
 		t.Errorf("run -h = %v, stderr:\n%s", err, stderr.String())
 	}
 }

@@ -1,0 +1,36 @@
+// Package cli holds the exit-status convention the hastack commands share:
+// 0 when they succeed (or print -h), 2 for bad flags or environment values,
+// 1 for any other failure.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+)
+
+// UsageError is a bad flag, argument or environment value.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+// Usage marks err as a usage error (exit status 2).
+func Usage(err error) error { return UsageError{err} }
+
+// ExitCode reports err on stderr, prefixed by the command's name, and
+// returns the exit status for it.
+func ExitCode(name string, err error, stderr io.Writer) int {
+	var usage UsageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &usage):
+		fmt.Fprintf(stderr, "%s: %v (see -h)\n", name, err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+}
