@@ -53,7 +53,7 @@ if [[ -d "$RUN_DIR" ]]; then
 		kill -KILL "${left[@]}" 2>/dev/null || true
 	fi
 fi
-rm -rf /tmp/hastack-pg-*
+rm -rf /tmp/hastack-pg-* /tmp/hastack-haproxy-*.sock
 if $purge; then
 	# Nomad mounts each task's secrets/ and private/ as tmpfs; unmount what a
 	# stopped agent left before deleting.

@@ -148,6 +148,7 @@ func taskEnv(t *testing.T) map[string]string {
 	port := strconv.Itoa(freePort(t))
 	return map[string]string{
 		"NOMAD_TASK_DIR":   dir,
+		"NOMAD_ALLOC_ID":   "0b5c2b8e-7d7c-4a0e-9f43-3f1c6f1f0a11",
 		"NOMAD_ADDR_pg":    "127.0.0.1:" + port,
 		"NOMAD_PORT_stats": strconv.Itoa(freePort(t)),
 		"NOMAD_ADDR_http":  "127.0.0.1:" + strconv.Itoa(freePort(t)),
