@@ -7,32 +7,21 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"hastack/bench"
 	"hastack/cluster"
+	"hastack/internal/cli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	cli.Main("bench", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout, os.Stderr) })
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -49,7 +38,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	wrk := fs.String("wrk", "/usr/bin/wrk", "wrk binary")
 	seedRows := fs.Int("seed-rows", 10000, "key range of the lookup (the backend's -seed-rows)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return cli.Usage(err)
 	}
 	cfg := bench.Config{Duration: *duration, Warmup: *warmup, Threads: *threads, Pgbench: *pgbench, Wrk: *wrk, SeedRows: *seedRows}
 	if *smoke {
@@ -58,12 +47,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, l := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(l))
 		if err != nil || n < 1 || n > 4096 {
-			return fmt.Errorf("-levels: %q is not a connection count in 1..4096", l)
+			return cli.Usage(fmt.Errorf("-levels: %q is not a connection count in 1..4096", l))
 		}
 		cfg.Levels = append(cfg.Levels, n)
 	}
 	if cfg.Duration < time.Second || cfg.Threads < 1 || *seedRows < 1 {
-		return fmt.Errorf("-duration must be at least 1s, -threads and -seed-rows positive")
+		return cli.Usage(fmt.Errorf("-duration must be at least 1s, -threads and -seed-rows positive"))
 	}
 	for _, b := range []string{cfg.Pgbench, cfg.Wrk} {
 		if _, err := os.Stat(b); err != nil {

@@ -18,10 +18,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"hastack/cluster"
@@ -30,13 +28,10 @@ import (
 	"hastack/internal/cli"
 )
 
+// The first Ctrl-C ends the drill cleanly: a frozen instance is resumed,
+// the load stops, writes are checked and the report is still written.
 func main() {
-	// The first Ctrl-C ends the drill cleanly: a frozen instance is resumed,
-	// the load stops, writes are checked and the report is still written.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(cli.ExitCode("drill", err, os.Stderr))
+	cli.Main("drill", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout, os.Stderr) })
 }
 
 type listFlag []string

@@ -15,22 +15,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"hastack/cluster"
+	"hastack/internal/cli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hastack:", err)
-		os.Exit(1)
-	}
+	cli.Main("hastack", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout, os.Stderr) })
 }
 
 const usage = `usage: hastack <command> [flags]
@@ -42,7 +35,7 @@ const usage = `usage: hastack <command> [flags]
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("no command\n%s", usage)
+		return cli.Usage(fmt.Errorf("no command\n%s", usage))
 	}
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
@@ -50,10 +43,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", 90*time.Second, "give up after this long")
 	jobs := fs.String("jobs", "", "comma-separated jobs whose failing allocations are reported on timeout")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return cli.Usage(err)
 	}
 	if *timeout <= 0 {
-		return fmt.Errorf("-timeout must be positive")
+		return cli.Usage(fmt.Errorf("-timeout must be positive"))
 	}
 	c, err := cluster.NewClients()
 	if err != nil {
@@ -76,10 +69,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "wait-services":
 		wants, err := cluster.ParseWants(fs.Args())
 		if err != nil {
-			return err
+			return cli.Usage(err)
 		}
 		if len(wants) == 0 {
-			return fmt.Errorf("wait-services needs name=count arguments")
+			return cli.Usage(fmt.Errorf("wait-services needs name=count arguments"))
 		}
 		start := time.Now()
 		if err := cluster.Poll(ctx, "services to pass their checks", c.ServicesPassing(wants)); err != nil {
@@ -96,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "wait-stopped":
 		if fs.NArg() == 0 {
-			return fmt.Errorf("wait-stopped needs job names")
+			return cli.Usage(fmt.Errorf("wait-stopped needs job names"))
 		}
 		return cluster.Poll(ctx, "allocations to stop", c.JobsStopped(fs.Args()))
 	case "secrets":
@@ -112,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "dsn":
 		if fs.NArg() != 1 {
-			return fmt.Errorf("dsn needs one service name (postgres-primary, postgres-follower, haproxy)")
+			return cli.Usage(fmt.Errorf("dsn needs one service name (postgres-primary, postgres-follower, haproxy)"))
 		}
 		dsn, err := c.DSN(ctx, fs.Arg(0))
 		if err != nil {
@@ -121,6 +114,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, dsn)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+		return cli.Usage(fmt.Errorf("unknown command %q\n%s", cmd, usage))
 	}
 }

@@ -12,21 +12,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
 	"hastack/internal/cli"
 	"hastack/load"
 )
 
+// Ctrl-C stops issuing requests; in-flight ones finish and are summarized.
 func main() {
-	// Nomad and Ctrl-C send SIGINT: stop issuing, finish in-flight, summarize.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(cli.ExitCode("load", err, os.Stderr))
+	cli.Main("load", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr) })
 }
 
 // failedError means the run completed but some requests failed: exit status 1.

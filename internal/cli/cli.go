@@ -1,14 +1,28 @@
-// Package cli holds the exit-status convention the hastack commands share:
-// 0 when they succeed (or print -h), 2 for bad flags or environment values,
-// 1 for any other failure.
+// Package cli holds what the hastack commands share: how main runs them
+// (a context cancelled by SIGINT, which Nomad and Ctrl-C send, or SIGTERM)
+// and the exit-status convention: 0 when they succeed (or print -h), 2 for
+// bad flags or environment values, 1 for any other failure.
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 )
+
+// Main runs a command's run function with a context that SIGINT and SIGTERM
+// cancel, reports its error on stderr and exits with the conventional status.
+func Main(name string, run func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	os.Exit(ExitCode(name, err, os.Stderr))
+}
 
 // UsageError is a bad flag, argument or environment value.
 type UsageError struct{ Err error }
