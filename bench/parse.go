@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"hastack/load"
 )
 
 // Measure is what one load run achieved.
@@ -118,8 +120,8 @@ func ParsePgbench(out []byte, logPrefix string, elapsed time.Duration) (Measure,
 	if err != nil {
 		return m, err
 	}
-	m.P50 = Percentile(lat, 50)
-	m.P99 = Percentile(lat, 99)
+	m.P50 = load.Percentile(lat, 50)
+	m.P99 = load.Percentile(lat, 99)
 	return m, nil
 }
 
@@ -150,14 +152,4 @@ func pgbenchLatencies(prefix string) ([]time.Duration, error) {
 	}
 	slices.Sort(lat)
 	return lat, nil
-}
-
-// Percentile is the nearest-rank percentile of sorted durations.
-func Percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	rank := int(p/100*float64(len(sorted)) + 0.999999)
-	rank = min(max(rank, 1), len(sorted))
-	return sorted[rank-1]
 }

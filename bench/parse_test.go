@@ -90,18 +90,6 @@ func TestParsePgbench(t *testing.T) {
 	}
 }
 
-func TestPercentile(t *testing.T) {
-	if Percentile(nil, 50) != 0 {
-		t.Error("empty input must give 0")
-	}
-	d := []time.Duration{1, 2, 3, 4}
-	for p, want := range map[float64]time.Duration{0: 1, 50: 2, 75: 3, 99: 4, 100: 4} {
-		if got := Percentile(d, p); got != want {
-			t.Errorf("p%v = %v, want %v", p, got, want)
-		}
-	}
-}
-
 func TestStatTicks(t *testing.T) {
 	// comm with spaces and parentheses; utime 11, stime 22, cutime 33, cstime 44.
 	stat := []byte("1234 (postgres: app (x)) S 1 2 3 4 5 6 7 8 9 10 11 22 33 44 20 0 1 0 100 200 300")
