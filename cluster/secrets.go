@@ -62,20 +62,3 @@ func (c *Clients) Secret(ctx context.Context, key string) (string, error) {
 	}
 	return s, nil
 }
-
-// DSN returns a connection string for the app user to the first passing
-// instance of service (postgres-primary, postgres-follower or haproxy).
-func (c *Clients) DSN(ctx context.Context, service string) (string, error) {
-	inst, err := c.Passing(ctx, service)
-	if err != nil {
-		return "", err
-	}
-	if len(inst) == 0 {
-		return "", fmt.Errorf("no passing instance of %s", service)
-	}
-	pw, err := c.Secret(ctx, "app_password")
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("postgres://app:%s@%s/hastack?sslmode=disable", pw, inst[0].Addr), nil
-}

@@ -54,10 +54,6 @@ func checkWrites(ctx context.Context, c *cluster.Clients, ids []int64, followers
 	if err := cluster.Poll(ctx, "primary and followers passing", c.ServicesPassing(want)); err != nil {
 		return err
 	}
-	pw, err := c.Secret(ctx, "app_password")
-	if err != nil {
-		return err
-	}
 	prim, err := c.Passing(ctx, "postgres-primary")
 	if err != nil {
 		return err
@@ -66,17 +62,14 @@ func checkWrites(ctx context.Context, c *cluster.Clients, ids []int64, followers
 	if err != nil {
 		return err
 	}
-	connect := func(addr string) (*pgx.Conn, error) {
-		return pgx.Connect(ctx, fmt.Sprintf("postgres://app:%s@%s/hastack?sslmode=disable&connect_timeout=5", pw, addr))
-	}
-	pc, err := connect(prim[0].Addr)
+	pc, err := c.Connect(ctx, prim[0].Addr)
 	if err != nil {
-		return fmt.Errorf("primary %s: %w", prim[0].Addr, err)
+		return fmt.Errorf("primary: %w", err)
 	}
 	defer pc.Close(context.WithoutCancel(ctx))
-	var lsn string
-	if err := pc.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
-		return fmt.Errorf("primary wal position: %w", err)
+	lsn, err := cluster.PrimaryLSN(ctx, pc)
+	if err != nil {
+		return err
 	}
 	var errs []error
 	lookup := func(name string, conn *pgx.Conn) {
@@ -102,21 +95,12 @@ func checkWrites(ctx context.Context, c *cluster.Clients, ids []int64, followers
 		if name == "" {
 			name = f.Addr
 		}
-		fc, err := connect(f.Addr)
+		fc, err := c.Connect(ctx, f.Addr)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w", name, f.Addr, err))
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			continue
 		}
-		err = cluster.Poll(ctx, name+" replayed up to "+lsn, func(ctx context.Context) error {
-			var ok bool
-			if err := fc.QueryRow(ctx, `SELECT coalesce(pg_wal_lsn_diff(pg_last_wal_replay_lsn(), $1::pg_lsn) >= 0, false)`, lsn).Scan(&ok); err != nil {
-				return err
-			}
-			if !ok {
-				return cluster.ErrNotYet
-			}
-			return nil
-		})
+		err = cluster.Poll(ctx, name+" replayed up to "+lsn, cluster.ReplayedTo(fc, lsn))
 		if err == nil {
 			lookup(name, fc)
 		} else {

@@ -159,15 +159,9 @@ func TestWrittenRowIsReadableThroughTheFollowers(t *testing.T) {
 
 func connect(t *testing.T, c *cluster.Clients, addr string) *pgx.Conn {
 	t.Helper()
-	pw, err := c.Secret(context.Background(), "app_password")
+	conn, err := c.Connect(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:%s@%s/hastack?sslmode=disable", pw, addr))
-	if err != nil {
-		t.Fatalf("connect %s: %v", addr, err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
@@ -185,12 +179,12 @@ func TestFollowersHoldThePrimarysRows(t *testing.T) {
 		t.Fatalf("passing followers: %v, %v", followers, err)
 	}
 	primary := connect(t, c, primaries[0].Addr)
-	var lsn string
 	var want int64
 	if err := primary.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&want); err != nil {
 		t.Fatal(err)
 	}
-	if err := primary.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+	lsn, err := cluster.PrimaryLSN(ctx, primary)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if want < 10000 {
@@ -199,16 +193,7 @@ func TestFollowersHoldThePrimarysRows(t *testing.T) {
 	for _, f := range followers {
 		conn := connect(t, c, f.Addr)
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := cluster.Poll(wctx, f.Meta["name"]+" to replay the primary's WAL", func(ctx context.Context) error {
-			var caughtUp bool
-			if err := conn.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn).Scan(&caughtUp); err != nil {
-				return err
-			}
-			if !caughtUp {
-				return fmt.Errorf("replay behind %s", lsn)
-			}
-			return nil
-		})
+		err := cluster.Poll(wctx, f.Meta["name"]+" to replay the primary's WAL", cluster.ReplayedTo(conn, lsn))
 		cancel()
 		if err != nil {
 			t.Fatal(err)

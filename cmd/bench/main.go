@@ -92,43 +92,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // targets asks Consul where each measured path starts.
 func targets(ctx context.Context, nginx string) (bench.Targets, error) {
+	t := bench.Targets{NginxURL: nginx + "/data", StaticURL: nginx + "/nginx-health"}
 	c, err := cluster.NewClients()
 	if err != nil {
-		return bench.Targets{}, err
+		return t, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	pick := func(service string) (string, error) {
-		inst, err := c.Passing(ctx, service)
-		if err != nil {
-			return "", err
-		}
-		if len(inst) == 0 {
-			return "", fmt.Errorf("no passing %s in Consul: is the stack up (scripts/up.sh)?", service)
-		}
-		return inst[0].Addr, nil
+	if t.HAProxyDSN, err = c.DSN(ctx, "haproxy"); err != nil {
+		return t, fmt.Errorf("%w: is the stack up (scripts/up.sh)?", err)
 	}
-	pw, err := c.Secret(ctx, "app_password")
+	if t.FollowerDSN, err = c.DSN(ctx, "postgres-follower"); err != nil {
+		return t, err
+	}
+	backends, err := c.Passing(ctx, "backend")
 	if err != nil {
-		return bench.Targets{}, err
+		return t, err
 	}
-	dsn := func(addr string) string {
-		return fmt.Sprintf("postgres://app:%s@%s/hastack?sslmode=disable", pw, addr)
+	if len(backends) == 0 {
+		return t, fmt.Errorf("no passing backend in Consul")
 	}
-	t := bench.Targets{NginxURL: nginx + "/data", StaticURL: nginx + "/nginx-health"}
-	for _, x := range []struct {
-		service string
-		set     func(string)
-	}{
-		{"haproxy", func(a string) { t.HAProxyDSN = dsn(a) }},
-		{"postgres-follower", func(a string) { t.FollowerDSN = dsn(a) }},
-		{"backend", func(a string) { t.BackendURL = "http://" + a + "/data" }},
-	} {
-		a, err := pick(x.service)
-		if err != nil {
-			return t, err
-		}
-		x.set(a)
-	}
+	t.BackendURL = "http://" + backends[0].Addr + "/data"
 	return t, nil
 }
