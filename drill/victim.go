@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 
@@ -134,15 +133,21 @@ func (in Injector) TaskPIDs(ctx context.Context, v *Victim) ([]int, error) {
 	return in.Procfs.TaskPIDs(v.AllocID, v.Task, in.nomadPIDs(ctx, v))
 }
 
-// signalTask sends sig to every process of the victim's task, twice (a
-// process forked between the scan and the first signal is caught by the
-// second scan). It returns the processes signalled.
+// maxSignalPasses bounds signalTask's scans; each one after the first only
+// finds a child forked between a scan and its parent's signal.
+const maxSignalPasses = 5
+
+// signalTask sends sig to every process of the victim's task. It scans and
+// signals until a scan finds no process it has not signalled yet: a process
+// forked between a scan and its parent's signal shows up in the next scan,
+// and once every process found was signalled before the scan, none is left
+// that could have forked unseen. It returns the processes signalled.
 func (in Injector) signalTask(ctx context.Context, v *Victim, sig syscall.Signal) ([]int, error) {
 	// Ask Nomad once, before the fault: the pids it knows do not change
 	// between the passes, and a frozen task may not answer stats quickly.
 	seeds := in.nomadPIDs(ctx, v)
 	var all []int
-	for pass := range 2 {
+	for pass := range maxSignalPasses {
 		pids, err := in.Procfs.TaskPIDs(v.AllocID, v.Task, seeds)
 		if err != nil {
 			return all, err
@@ -164,8 +169,10 @@ func (in Injector) signalTask(ctx context.Context, v *Victim, sig syscall.Signal
 		if pass == 0 {
 			v.Procs = in.Procfs.Describe(fresh)
 		}
+		if len(fresh) == 0 {
+			break
+		}
 		all = append(all, fresh...)
-		time.Sleep(20 * time.Millisecond)
 	}
 	slices.Sort(all)
 	return all, nil
