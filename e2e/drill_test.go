@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -114,25 +115,28 @@ func TestDrills(t *testing.T) {
 // the backends recycle them.
 func leaveBalanced(t *testing.T, url string) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	err := cluster.Poll(ctx, "reads to spread over both backends and both followers after the drills", func(ctx context.Context) error {
 		var res []load.Result
 		cfg := load.Config{URL: url, Requests: 200, Concurrency: 4, Rate: 100, Timeout: 5 * time.Second}
-		err := load.Run(context.Background(), cfg, nil, func(r load.Result) { res = append(res, r) })
+		if err := load.Run(ctx, cfg, nil, func(r load.Result) { res = append(res, r) }); err != nil {
+			return err
+		}
 		s := load.Summarize(res)
-		balanced := err == nil && s.Failed == 0 && len(s.PerBackend) == 2 && len(s.PerFollower) == 2
+		balanced := s.Failed == 0 && len(s.PerBackend) == 2 && len(s.PerFollower) == 2
 		for _, m := range []map[string]int{s.PerBackend, s.PerFollower} {
 			for _, n := range m {
 				balanced = balanced && n >= s.Total/10
 			}
 		}
-		if balanced {
-			return
+		if !balanced {
+			return fmt.Errorf("backends %v, followers %v, failed %d", s.PerBackend, s.PerFollower, s.Failed)
 		}
-		if time.Now().After(deadline) {
-			t.Errorf("after the drills, reads are not spread again: backends %v, followers %v, failed %d, err %v", s.PerBackend, s.PerFollower, s.Failed, err)
-			return
-		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }
 

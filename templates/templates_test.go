@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"hastack/cluster"
+
 	consul "github.com/hashicorp/consul/api"
 )
 
@@ -81,17 +83,11 @@ func startConsul(t *testing.T) (*consul.Client, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		leader, err := c.Status().Leader()
-		if err == nil && leader != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("consul dev agent has no leader after 30s (last error %v):\n%s", err, log)
-		}
-		time.Sleep(100 * time.Millisecond)
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	if err := cluster.Poll(wctx, "the consul dev agent's leader", (&cluster.Clients{Consul: c}).ConsulReady); err != nil {
+		log, _ := os.ReadFile(logf.Name())
+		t.Fatalf("%v\n%s", err, log)
 	}
 	return c, addr
 }
