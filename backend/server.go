@@ -239,25 +239,13 @@ func (s *Server) postData(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
 	var req postDataRequest
-	if err := dec.Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+	if err := decodeOne(r.Body, &req); err != nil {
+		if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
 			s.writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", maxBodyBytes), nil)
 			return
 		}
 		s.writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error(), nil)
-		return
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", maxBodyBytes), nil)
-			return
-		}
-		s.writeError(w, http.StatusBadRequest, "invalid JSON body: trailing data after the object", nil)
 		return
 	}
 	switch {
@@ -301,6 +289,22 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // storeError maps a store error to a status: not found 404, database
 // unreachable 503, anything else 500 (a bug or a schema problem).
+// decodeOne decodes exactly one JSON object with only known fields from r.
+func decodeOne(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return err
+		}
+		return errors.New("trailing data after the object")
+	}
+	return nil
+}
+
 func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, took float64) {
 	switch {
 	case errors.Is(err, ErrNotFound):

@@ -19,6 +19,8 @@ type fakeStore struct {
 	get    func(ctx context.Context, id int64) (ReadResult, error)
 	create func(ctx context.Context, payload, key string) (Item, error)
 	ready  error
+	// The arguments of the last CreateItem call.
+	payload, key string
 }
 
 func (f *fakeStore) GetItem(ctx context.Context, id int64) (ReadResult, error) {
@@ -26,6 +28,7 @@ func (f *fakeStore) GetItem(ctx context.Context, id int64) (ReadResult, error) {
 }
 
 func (f *fakeStore) CreateItem(ctx context.Context, payload, key string) (Item, error) {
+	f.payload, f.key = payload, key
 	return f.create(ctx, payload, key)
 }
 
@@ -175,18 +178,12 @@ func TestGetDataErrors(t *testing.T) {
 }
 
 func TestPostData(t *testing.T) {
-	var got string
 	store := okStore()
-	create := store.create
-	store.create = func(ctx context.Context, payload, _ string) (Item, error) {
-		got = payload
-		return create(ctx, payload, "")
-	}
 	code, body := do(t, newTestServer(store), "POST", "/data", `{"payload":"hello"}`)
 	if code != http.StatusCreated {
 		t.Fatalf("code = %d, want 201: %v", code, body)
 	}
-	if got != "hello" || body["id"] != 10001.0 || body["backend_id"] != "backend-0" || body["created_at"] != "2024-05-06T07:08:09.123456Z" {
+	if got := store.payload; got != "hello" || store.key != "" || body["id"] != 10001.0 || body["backend_id"] != "backend-0" || body["created_at"] != "2024-05-06T07:08:09.123456Z" {
 		t.Errorf("payload %q, body %v", got, body)
 	}
 }
@@ -229,22 +226,17 @@ func TestPostDataErrors(t *testing.T) {
 }
 
 func TestPostDataIdempotencyKey(t *testing.T) {
-	var gotKey string
 	store := okStore()
-	create := store.create
 	store.create = func(ctx context.Context, payload, key string) (Item, error) {
-		gotKey = key
 		if key == "reused" {
 			return Item{}, fmt.Errorf("insert: %w", ErrKeyReused)
 		}
-		it, err := create(ctx, payload, key)
-		it.Replayed = true
-		return it, err
+		return Item{ID: 10001, Payload: payload, CreatedAt: created, Replayed: true}, nil
 	}
 	h := newTestServer(store)
 	code, body := doWith(t, h, "POST", "/data", `{"payload":"x"}`, http.Header{IdempotencyKeyHeader: {"0af3c1d2e4"}})
-	if code != http.StatusCreated || gotKey != "0af3c1d2e4" || body["replayed"] != true {
-		t.Errorf("valid key: code %d, key %q, body %v; want 201, the key passed on, replayed", code, gotKey, body)
+	if code != http.StatusCreated || store.key != "0af3c1d2e4" || body["replayed"] != true {
+		t.Errorf("valid key: code %d, key %q, body %v; want 201, the key passed on, replayed", code, store.key, body)
 	}
 	for name, key := range map[string]string{"empty": "", "space": "a b", "too long": strings.Repeat("k", maxKeyBytes+1), "non-ASCII": "clé"} {
 		code, body := doWith(t, h, "POST", "/data", `{"payload":"x"}`, http.Header{IdempotencyKeyHeader: {key}})
