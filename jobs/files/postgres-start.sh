@@ -16,9 +16,11 @@ install -d -o postgres -g postgres -m 0700 "$pgdata" "$sockdir"
 install -o postgres -g postgres -m 0600 /dev/null "$NOMAD_SECRETS_DIR/pgpass"
 printf '*:*:*:replicator:%s\n' "$REPLICATION_PASSWORD" >"$NOMAD_SECRETS_DIR/pgpass"
 
+# write_conf DIR: our settings, in DIR/hastack.conf. Rewritten on every start:
+# a rescheduled allocation may get another address.
 write_conf() {
-	# Rewritten on every start: a rescheduled allocation may get another address.
-	cat >"$pgdata/hastack.conf" <<CONF
+	local dir=$1
+	cat >"$dir/hastack.conf" <<CONF
 listen_addresses = '$NOMAD_IP_pg'
 port = $NOMAD_PORT_pg
 unix_socket_directories = '$sockdir'
@@ -34,9 +36,9 @@ log_destination = 'stderr'
 logging_collector = off
 log_line_prefix = '%m [%p] $NAME '
 CONF
-	chown postgres:postgres "$pgdata/hastack.conf"
-	grep -q "^include 'hastack.conf'" "$pgdata/postgresql.conf" ||
-		echo "include 'hastack.conf'" >>"$pgdata/postgresql.conf"
+	chown postgres:postgres "$dir/hastack.conf"
+	grep -q "^include 'hastack.conf'" "$dir/postgresql.conf" ||
+		echo "include 'hastack.conf'" >>"$dir/postgresql.conf"
 }
 
 init_primary() {
@@ -55,7 +57,7 @@ host  hastack     app        ::/0          scram-sha-256
 host  haproxy_check haproxy_check 0.0.0.0/0 trust
 host  haproxy_check haproxy_check ::/0      trust
 HBA
-	write_conf_at "$tmp"
+	write_conf "$tmp"
 	# A private server (no TCP) to create roles, schema and seed rows; pg_ctl -w
 	# waits until it accepts connections, with a deadline.
 	as_pg "$PG_BIN/pg_ctl" -D "$tmp" -w -t 60 -o "-c listen_addresses=''" -l "$tmp/init.log" start
@@ -84,8 +86,6 @@ SQL
 	mv "$pgdata.ready" "$pgdata"
 }
 
-# write_conf_at DIR: write_conf for a data directory that is not yet in place.
-write_conf_at() { local saved=$pgdata; pgdata=$1; write_conf; pgdata=$saved; }
 
 init_follower() {
 	: "${PRIMARY_ADDR:?no passing postgres-primary in Consul yet}"
@@ -101,14 +101,14 @@ init_follower() {
 case "$ROLE" in
 primary)
 	[[ -s "$pgdata/PG_VERSION" ]] || init_primary
-	write_conf
+	write_conf "$pgdata"
 	rm -f "$pgdata/standby.signal"
 	;;
 follower)
 	# shellcheck disable=SC1091 # rendered by Nomad from the Consul catalog
 	source "$NOMAD_TASK_DIR/primary.env"
 	[[ -s "$pgdata/PG_VERSION" ]] || init_follower
-	write_conf
+	write_conf "$pgdata"
 	: "${PRIMARY_ADDR:?no passing postgres-primary in Consul yet}"
 	# Where the primary is now, as Consul says; a restart picks up a moved primary.
 	cat >>"$pgdata/hastack.conf" <<CONF
