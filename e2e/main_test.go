@@ -58,3 +58,24 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// TestStack runs the checks in a fixed order: the first ones expect the
+// stack as up.sh leaves it (a fair share for every instance); the benchmark
+// loads it and the drills break it (they end by waiting until reads spread
+// over every instance again).
+func TestStack(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		test func(*testing.T)
+	}{
+		{"JobFilesAreFormattedAndValid", testJobFilesAreFormattedAndValid},
+		{"CatalogListsEveryService", testCatalogListsEveryService},
+		{"LoadSpreadsOverBothBackendsAndFollowers", testLoadSpreadsOverBothBackendsAndFollowers},
+		{"WrittenRowIsReadableThroughTheFollowers", testWrittenRowIsReadableThroughTheFollowers},
+		{"FollowersHoldThePrimarysRows", testFollowersHoldThePrimarysRows},
+		{"BenchmarkSmoke", testBenchmarkSmoke},
+		{"Drills", testDrills},
+	} {
+		t.Run(c.name, c.test)
+	}
+}

@@ -1,8 +1,5 @@
 //go:build e2e
 
-// The basics run first (files run in name order): they expect a freshly
-// deployed stack, before the drills disturb it.
-
 package e2e
 
 import (
@@ -35,7 +32,7 @@ func clients(t *testing.T) *cluster.Clients {
 	return c
 }
 
-func TestJobFilesAreFormattedAndValid(t *testing.T) {
+func testJobFilesAreFormattedAndValid(t *testing.T) {
 	run := func(args ...string) {
 		t.Helper()
 		cmd := exec.Command(filepath.Join(root, "bin", "nomad"), args...)
@@ -54,7 +51,7 @@ func TestJobFilesAreFormattedAndValid(t *testing.T) {
 	}
 }
 
-func TestCatalogListsEveryService(t *testing.T) {
+func testCatalogListsEveryService(t *testing.T) {
 	c := clients(t)
 	services, _, err := c.Consul.Catalog().Services(nil)
 	if err != nil {
@@ -76,7 +73,7 @@ func TestCatalogListsEveryService(t *testing.T) {
 	}
 }
 
-func TestLoadSpreadsOverBothBackendsAndFollowers(t *testing.T) {
+func testLoadSpreadsOverBothBackendsAndFollowers(t *testing.T) {
 	cfg := load.Config{URL: dataURL, Requests: 600, Duration: 2 * time.Minute, Concurrency: 8, Timeout: 5 * time.Second}
 	var results []load.Result
 	if err := load.Run(context.Background(), cfg, nil, func(r load.Result) { results = append(results, r) }); err != nil {
@@ -116,7 +113,7 @@ type dataAnswer struct {
 	} `json:"row"`
 }
 
-func TestWrittenRowIsReadableThroughTheFollowers(t *testing.T) {
+func testWrittenRowIsReadableThroughTheFollowers(t *testing.T) {
 	payload := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
 	body, _ := json.Marshal(map[string]string{"payload": payload})
 	resp, err := http.Post(dataURL, "application/json", bytes.NewReader(body))
@@ -167,7 +164,7 @@ func connect(t *testing.T, c *cluster.Clients, addr string) *pgx.Conn {
 	return conn
 }
 
-func TestFollowersHoldThePrimarysRows(t *testing.T) {
+func testFollowersHoldThePrimarysRows(t *testing.T) {
 	c := clients(t)
 	ctx := context.Background()
 	primaries, err := c.Passing(ctx, "postgres-primary")
