@@ -107,7 +107,12 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.DurationVar(&cfg.ReadAttemptTimeout, "read-attempt-timeout", env.duration("READ_ATTEMPT_TIMEOUT", 700*time.Millisecond), "deadline of one read attempt (env READ_ATTEMPT_TIMEOUT)")
 	// Below Nomad's default kill_timeout (5s), so we drain before SIGKILL.
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", env.duration("SHUTDOWN_TIMEOUT", 4*time.Second), "graceful shutdown deadline (env SHUTDOWN_TIMEOUT)")
-	readPool := fs.Int64("read-pool-size", env.int64("READ_POOL_SIZE", 16), "max connections of the read pool (env READ_POOL_SIZE)")
+	// Small on purpose: the pool hands out the most recently used idle
+	// connection first, so a pool larger than the load keeps reusing a few
+	// connections, and reads pile onto whichever follower those reach. With
+	// 4, every connection stays busy and HAProxy's leastconn spreads them
+	// evenly; throughput through the stack is the same as with 16.
+	readPool := fs.Int64("read-pool-size", env.int64("READ_POOL_SIZE", 4), "max connections of the read pool (env READ_POOL_SIZE)")
 	writePool := fs.Int64("write-pool-size", env.int64("WRITE_POOL_SIZE", 4), "max connections of the write pool (env WRITE_POOL_SIZE)")
 	fs.StringVar(&cfg.DebugListen, "debug-listen", env.str("DEBUG_LISTEN_ADDR", ""), "serve pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_LISTEN_ADDR, default off)")
 	fs.StringVar(&logLevel, "log-level", env.str("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")

@@ -158,7 +158,7 @@ func TestParseConfigDefaultsAndPrecedence(t *testing.T) {
 	}
 	if cfg.Listen != "10.0.0.5:25123" || cfg.ID != "backend-1" || cfg.SeedRows != 500 ||
 		cfg.RequestTimeout != 2*time.Second || cfg.ReadAttemptTimeout != 700*time.Millisecond ||
-		cfg.ReadPoolSize != 16 || cfg.WritePoolSize != 4 {
+		cfg.ReadPoolSize != 4 || cfg.WritePoolSize != 4 {
 		t.Errorf("defaults: %+v", cfg)
 	}
 

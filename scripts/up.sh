@@ -64,7 +64,7 @@ echo
 cat <<MSG
 
 hastack is up.
-  curl $url                  read a row (see backend_id and follower)
+  curl $url read a row (see backend_id and follower)
   scripts/load.sh -n 200              spread a load over both backends and followers
   nomad job status                    jobs (Nomad UI API: $NOMAD_ADDR)
   consul catalog services             services in Consul ($CONSUL_HTTP_ADDR)
