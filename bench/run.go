@@ -170,10 +170,11 @@ func (cfg Config) pgbench(ctx context.Context, dsn, script string, conns int, d 
 		os.Remove(f)
 	}
 	args := []string{"-n", "-M", "prepared", "-f", script, "-c", strconv.Itoa(conns), "-j", strconv.Itoa(min(cfg.Threads, conns)),
-		"-T", strconv.Itoa(max(int(d.Seconds()), 1)), "--log", "--log-prefix", prefix, dsn}
-	if !measure {
-		args = slicesWithout(args, "--log", "--log-prefix", prefix)
+		"-T", strconv.Itoa(max(int(d.Seconds()), 1))}
+	if measure { // per-transaction latencies, for the percentiles
+		args = append(args, "--log", "--log-prefix", prefix)
 	}
+	args = append(args, dsn)
 	out, cpu, err := runTool(ctx, cfg.Pgbench, args, d)
 	if err != nil {
 		return Measure{}, cpu, err
@@ -213,20 +214,4 @@ func runTool(ctx context.Context, bin string, args []string, d time.Duration) ([
 		return out.Bytes(), cpu, fmt.Errorf("%s: %w\n%s", filepath.Base(bin), err, out.Bytes())
 	}
 	return out.Bytes(), cpu, nil
-}
-
-func slicesWithout(args []string, drop ...string) []string {
-	out := args[:0:0]
-	for _, a := range args {
-		keep := true
-		for _, d := range drop {
-			if a == d {
-				keep = false
-			}
-		}
-		if keep {
-			out = append(out, a)
-		}
-	}
-	return out
 }
