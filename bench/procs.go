@@ -54,31 +54,44 @@ func groupOf(comm string, nomad bool) string {
 // for (so short-lived Postgres connection processes are not lost).
 type CPUSample map[string]float64
 
-// SampleCPU reads /proc once.
-func SampleCPU() (CPUSample, error) {
-	s := CPUSample{}
+// groupProcs calls fn with the /proc directory and group of every process
+// that belongs to a group.
+func groupProcs(fn func(dir, group string) error) error {
 	dirs, err := filepath.Glob("/proc/[0-9]*")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, d := range dirs {
 		comm, err := os.ReadFile(d + "/comm")
 		if err != nil {
 			continue // exited meanwhile
 		}
-		g := groupOf(strings.TrimSpace(string(comm)), procUnderNomad(d))
-		if g == "" {
-			continue
+		if g := groupOf(strings.TrimSpace(string(comm)), procUnderNomad(d)); g != "" {
+			if err := fn(d, g); err != nil {
+				return err
+			}
 		}
+	}
+	return nil
+}
+
+// SampleCPU reads /proc once.
+func SampleCPU() (CPUSample, error) {
+	s := CPUSample{}
+	err := groupProcs(func(d, g string) error {
 		stat, err := os.ReadFile(d + "/stat")
 		if err != nil {
-			continue
+			return nil // exited meanwhile
 		}
 		ticks, err := statTicks(stat)
 		if err != nil {
-			return nil, fmt.Errorf("%s/stat: %w", d, err)
+			return fmt.Errorf("%s/stat: %w", d, err)
 		}
 		s[g] += float64(ticks) / clockTicks
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -118,22 +131,14 @@ func (s CPUSample) Sub(before CPUSample) CPUSample {
 
 // MaxRSS returns the largest resident set (bytes) of any process of group.
 func MaxRSS(group string) (int64, error) {
-	dirs, err := filepath.Glob("/proc/[0-9]*")
-	if err != nil {
-		return 0, err
-	}
 	var best int64
-	for _, d := range dirs {
-		comm, err := os.ReadFile(d + "/comm")
-		if err != nil {
-			continue
-		}
-		if groupOf(strings.TrimSpace(string(comm)), procUnderNomad(d)) != group {
-			continue
+	err := groupProcs(func(d, g string) error {
+		if g != group {
+			return nil
 		}
 		status, err := os.ReadFile(d + "/status")
 		if err != nil {
-			continue
+			return nil // exited meanwhile
 		}
 		for _, line := range strings.Split(string(status), "\n") {
 			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
@@ -141,8 +146,9 @@ func MaxRSS(group string) (int64, error) {
 				best = max(best, kb*1024)
 			}
 		}
-	}
-	return best, nil
+		return nil
+	})
+	return best, err
 }
 
 func procUnderNomad(dir string) bool {
