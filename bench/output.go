@@ -15,7 +15,11 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float6
 // WriteTable prints the report as an aligned table.
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "machine: %s, %d cores; %s per level after %s warm-up; %s\n", r.Host, r.Cores, r.Duration, r.Warmup, r.Started.Format(time.RFC3339))
-	fmt.Fprintf(w, "database limit (best pgbench rate of this run): %.0f req/s; \"of DB via HAProxy\" compares with pgbench through HAProxy at the same connections\n\n", r.DBLimit)
+	if r.DBLimit > 0 {
+		fmt.Fprintf(w, "database limit (best pgbench rate of this run): %.0f req/s; \"of DB via HAProxy\" compares with pgbench through HAProxy at the same connections\n\n", r.DBLimit)
+	} else {
+		fmt.Fprint(w, "database limit: not measured in this run (-paths without db-haproxy and db-direct)\n\n")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	viaHAProxy := map[int]float64{}
 	for _, row := range r.Rows {
@@ -31,12 +35,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 			rss = fmt.Sprintf("%.1f MiB", float64(row.BackendRSS)/(1<<20))
 		}
 		c := row.CPUPer1k
-		ofHAProxy := "-"
+		ofDB, ofHAProxy := "-", "-"
+		if r.DBLimit > 0 {
+			ofDB = fmt.Sprintf("%.0f%%", 100*row.RatioToDB)
+		}
 		if v := viaHAProxy[row.Conns]; v > 0 {
 			ofHAProxy = fmt.Sprintf("%.0f%%", 100*m.RPS/v)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%.0f%%\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t\n",
-			row.Path, row.Conns, m.RPS, ms(m.P50), ms(m.P99), m.Errors, 100*row.RatioToDB, ofHAProxy,
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t\n",
+			row.Path, row.Conns, m.RPS, ms(m.P50), ms(m.P99), m.Errors, ofDB, ofHAProxy,
 			c["nginx"], c["backend"], c["haproxy"], c["postgres"], c["loadgen"], rss)
 	}
 	return tw.Flush()

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -22,7 +23,11 @@ type Config struct {
 	Pgbench  string        // pgbench binary
 	Wrk      string        // wrk binary
 	SeedRows int           // key range of the lookup, as the backend uses
+	Paths    []string      // paths to measure (see PathNames); empty: all
 }
+
+// PathNames are the measured paths, in the order they run.
+var PathNames = []string{"db-haproxy", "db-direct", "backend-direct", "full-stack", "nginx-static"}
 
 // Targets are where each path is measured, found through Consul.
 type Targets struct {
@@ -97,6 +102,9 @@ func Run(ctx context.Context, cfg Config, t Targets, progress func(Row)) (*Repor
 			}},
 	}
 	for _, p := range paths {
+		if len(cfg.Paths) > 0 && !slices.Contains(cfg.Paths, p.name) {
+			continue
+		}
 		for _, c := range cfg.Levels {
 			if cfg.Warmup > 0 {
 				if _, _, err := p.run(ctx, c, cfg.Warmup, false); err != nil {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pgbench := fs.String("pgbench", "/usr/lib/postgresql/15/bin/pgbench", "pgbench binary")
 	wrk := fs.String("wrk", "/usr/bin/wrk", "wrk binary")
 	seedRows := fs.Int("seed-rows", 10000, "key range of the lookup (the backend's -seed-rows)")
+	paths := fs.String("paths", strings.Join(bench.PathNames, ","), "comma-separated paths to measure; without db-haproxy and db-direct there is no database limit to compare with")
 	if err := fs.Parse(args); err != nil {
 		return cli.Usage(err)
 	}
@@ -54,6 +56,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.Duration < time.Second || cfg.Threads < 1 || *seedRows < 1 {
 		return cli.Usage(fmt.Errorf("-duration must be at least 1s, -threads and -seed-rows positive"))
 	}
+	for _, p := range strings.Split(*paths, ",") {
+		p = strings.TrimSpace(p)
+		if !slices.Contains(bench.PathNames, p) {
+			return cli.Usage(fmt.Errorf("-paths: %q is not one of %s", p, strings.Join(bench.PathNames, ", ")))
+		}
+		cfg.Paths = append(cfg.Paths, p)
+	}
 	for _, b := range []string{cfg.Pgbench, cfg.Wrk} {
 		if _, err := os.Stat(b); err != nil {
 			return fmt.Errorf("%s missing: run scripts/install.sh", b)
@@ -70,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "benchmarking: %v connections, %s each after %s warm-up (%d paths)\n", cfg.Levels, cfg.Duration, cfg.Warmup, 5)
+	fmt.Fprintf(stdout, "benchmarking: %v connections, %s each after %s warm-up (%s)\n", cfg.Levels, cfg.Duration, cfg.Warmup, strings.Join(cfg.Paths, ", "))
 	rep, err := bench.Run(ctx, cfg, t, func(r bench.Row) {
 		fmt.Fprintf(stdout, "  %-15s %4d conns  %8.0f req/s  p99 %6.2fms  errors %d\n", r.Path, r.Conns, r.Measure.RPS,
 			float64(r.Measure.P99)/float64(time.Millisecond), r.Measure.Errors)
