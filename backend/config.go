@@ -38,6 +38,8 @@ type Config struct {
 	// ReadPoolSize and WritePoolSize are the pools' MaxConns.
 	ReadPoolSize  int
 	WritePoolSize int
+	// ReadBatchMax caps how many queued reads go out in one query.
+	ReadBatchMax int
 	// LogLevel is the minimum level written to stdout.
 	LogLevel slog.Level
 }
@@ -107,12 +109,18 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.DurationVar(&cfg.ReadAttemptTimeout, "read-attempt-timeout", env.duration("READ_ATTEMPT_TIMEOUT", 700*time.Millisecond), "deadline of one read attempt (env READ_ATTEMPT_TIMEOUT)")
 	// Below Nomad's default kill_timeout (5s), so we drain before SIGKILL.
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", env.duration("SHUTDOWN_TIMEOUT", 4*time.Second), "graceful shutdown deadline (env SHUTDOWN_TIMEOUT)")
-	// Small on purpose: the pool hands out the most recently used idle
-	// connection first, so a pool larger than the load keeps reusing a few
-	// connections, and reads pile onto whichever follower those reach. With
-	// 4, every connection stays busy and HAProxy's leastconn spreads them
-	// evenly; throughput through the stack is the same as with 16.
-	readPool := fs.Int64("read-pool-size", env.int64("READ_POOL_SIZE", 4), "max connections of the read pool (env READ_POOL_SIZE)")
+	// Small on purpose: reads that find every read connection busy queue
+	// and go out together in one query (see readBatcher), so fewer
+	// connections mean larger batches and less work per read, at the cost
+	// of waiting for the query in flight. One per backend is the most
+	// throughput when the stack shares a few cores (scripts/bench.sh);
+	// with two backends that is one connection per follower, kept apart by
+	// HAProxy's leastconn. A larger pool would also be used unevenly: the
+	// pool hands out its most recently used idle connection first.
+	readPool := fs.Int64("read-pool-size", env.int64("READ_POOL_SIZE", 1), "max connections of the read pool, and so read queries in flight (env READ_POOL_SIZE)")
+	// Reads that arrive while every read connection is busy go out
+	// together, in one query, when a connection comes free.
+	readBatch := fs.Int64("read-batch-max", env.int64("READ_BATCH_MAX", 32), "max reads sent in one query when reads queue for a connection; 1 sends each alone (env READ_BATCH_MAX)")
 	writePool := fs.Int64("write-pool-size", env.int64("WRITE_POOL_SIZE", 4), "max connections of the write pool (env WRITE_POOL_SIZE)")
 	fs.StringVar(&cfg.DebugListen, "debug-listen", env.str("DEBUG_LISTEN_ADDR", ""), "serve pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_LISTEN_ADDR, default off)")
 	fs.StringVar(&logLevel, "log-level", env.str("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
@@ -155,6 +163,7 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	}{
 		{"-read-pool-size / READ_POOL_SIZE", *readPool, &cfg.ReadPoolSize},
 		{"-write-pool-size / WRITE_POOL_SIZE", *writePool, &cfg.WritePoolSize},
+		{"-read-batch-max / READ_BATCH_MAX", *readBatch, &cfg.ReadBatchMax},
 	} {
 		if p.v < 1 || p.v > 1000 {
 			errs = append(errs, fmt.Errorf("%s must be in 1..1000, got %d", p.name, p.v))

@@ -113,13 +113,76 @@ func (r fakeRow) Scan(dest ...any) error {
 	return nil
 }
 
-// fakeDB answers QueryRow with the queued errors first, then with row.
+// fakeDB answers QueryRow and Query with the queued errors first, then
+// with row (Query: when its id is asked for; with all set, every id asked
+// for gets a row of its own).
 type fakeDB struct {
 	mu      sync.Mutex
 	fails   []error
 	row     fakeRow
+	all     bool
 	calls   int
+	batches [][]int64
 	pingErr error
+	// onQuery, if set, runs at the start of every Query; it may block.
+	onQuery func(ids []int64)
+}
+
+func (f *fakeDB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	ids := args[0].([]int64)
+	f.mu.Lock()
+	f.calls++
+	f.batches = append(f.batches, ids)
+	var err error
+	if len(f.fails) > 0 {
+		err, f.fails = f.fails[0], f.fails[1:]
+	}
+	f.mu.Unlock()
+	if f.onQuery != nil {
+		f.onQuery(ids)
+	}
+	if err != nil {
+		// pgx returns a failure to get a connection at once, and anything
+		// after sending the query through the rows.
+		if connectErr := (*pgconn.ConnectError)(nil); errors.As(err, &connectErr) {
+			return nil, err
+		}
+		return &fakeRows{err: err}, nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rows := &fakeRows{}
+	for _, id := range ids {
+		switch {
+		case f.all:
+			r := f.row
+			r.item = Item{ID: id, Payload: fmt.Sprintf("seed-%d", id), CreatedAt: f.row.item.CreatedAt}
+			rows.rows = append(rows.rows, r)
+		case id == f.row.item.ID:
+			rows.rows = append(rows.rows, f.row)
+		}
+	}
+	return rows, nil
+}
+
+// fakeRows yields rows, then reports err. It implements the methods the
+// store uses; the embedded nil interface stands in for the rest.
+type fakeRows struct {
+	pgx.Rows
+	rows []fakeRow
+	next int
+	err  error
+}
+
+func (r *fakeRows) Close()                 {}
+func (r *fakeRows) Err() error             { return r.err }
+func (r *fakeRows) Scan(dest ...any) error { return r.rows[r.next-1].Scan(dest...) }
+func (r *fakeRows) Next() bool {
+	if r.err != nil || r.next >= len(r.rows) {
+		return false
+	}
+	r.next++
+	return true
 }
 
 func (f *fakeDB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
@@ -169,7 +232,7 @@ func TestGetItemErrors(t *testing.T) {
 		wantIs    error
 		wantCalls int
 	}{
-		{"not found is not retried", []error{pgx.ErrNoRows}, ErrNotFound, 1},
+		{"not found is not retried", nil, ErrNotFound, 1},
 		{"query error is not retried", []error{&pgconn.PgError{Code: "42P01"}}, nil, 1},
 		{"down for every attempt", []error{refused, refused, refused, refused, refused, refused}, ErrUnavailable, 5},
 	}

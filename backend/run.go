@@ -70,10 +70,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	metrics := NewMetrics(reg)
 
 	store := NewPGStore(readPool, writePool, StoreOptions{
-		ReadPolicy:  DefaultReadPolicy(cfg.ReadAttemptTimeout),
-		WritePolicy: DefaultWritePolicy(),
-		OnReadRetry: metrics.readRetries.Inc,
-		Logger:      log,
+		ReadPolicy:      DefaultReadPolicy(cfg.ReadAttemptTimeout),
+		WritePolicy:     DefaultWritePolicy(),
+		ReadConcurrency: cfg.ReadPoolSize,
+		MaxReadBatch:    cfg.ReadBatchMax,
+		OnReadRetry:     metrics.readRetries.Inc,
+		OnReadBatch:     func(n int) { metrics.readBatch.Observe(float64(n)) },
+		Logger:          log,
 	})
 	srv := &http.Server{
 		Handler: NewServer(ServerOptions{
@@ -106,7 +109,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(),
-		"read_pool_size", cfg.ReadPoolSize, "write_pool_size", cfg.WritePoolSize,
+		"read_pool_size", cfg.ReadPoolSize, "read_batch_max", cfg.ReadBatchMax, "write_pool_size", cfg.WritePoolSize,
 		"request_timeout", cfg.RequestTimeout.String(), "read_attempt_timeout", cfg.ReadAttemptTimeout.String())
 
 	select {

@@ -118,6 +118,7 @@ func TestRunFailsFast(t *testing.T) {
 		{"port taken", []string{"-listen", taken.Addr().String()}, good, "address already in use"},
 		{"bad duration env", []string{"-listen", "127.0.0.1:0"}, merge(good, "REQUEST_TIMEOUT", "soon"), "REQUEST_TIMEOUT"},
 		{"zero seed rows", []string{"-listen", "127.0.0.1:0", "-seed-rows", "0"}, good, "SEED_ROWS must be >= 1"},
+		{"zero read batch", []string{"-listen", "127.0.0.1:0"}, merge(good, "READ_BATCH_MAX", "0"), "READ_BATCH_MAX must be in 1..1000"},
 		{"bad log level", []string{"-listen", "127.0.0.1:0"}, merge(good, "LOG_LEVEL", "loud"), "LOG_LEVEL"},
 		{"bad dsn", []string{"-listen", "127.0.0.1:0"}, merge(good, "READ_DATABASE_URL", "postgres://a:b@host:notaport/db"), "READ_DATABASE_URL"},
 		{"unknown flag", []string{"-nope"}, good, "flag provided but not defined"},
@@ -158,7 +159,7 @@ func TestParseConfigDefaultsAndPrecedence(t *testing.T) {
 	}
 	if cfg.Listen != "10.0.0.5:25123" || cfg.ID != "backend-1" || cfg.SeedRows != 500 ||
 		cfg.RequestTimeout != 2*time.Second || cfg.ReadAttemptTimeout != 700*time.Millisecond ||
-		cfg.ReadPoolSize != 4 || cfg.WritePoolSize != 4 {
+		cfg.ReadPoolSize != 1 || cfg.WritePoolSize != 4 || cfg.ReadBatchMax != 32 {
 		t.Errorf("defaults: %+v", cfg)
 	}
 

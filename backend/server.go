@@ -77,20 +77,21 @@ func NewServer(o ServerOptions) *Server {
 // the mux's plain-text 404/405 answers into JSON.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	_, route := s.mux.Handler(r)
+	// Route once and call the handler directly (ServeMux.ServeHTTP would
+	// match the request again); the handlers use no path wildcards.
+	h, route := s.mux.Handler(r)
 	sw := &statusWriter{ResponseWriter: w}
 	if route == "" {
 		route = "unmatched"
 		sw.jsonErrors = true
 		sw.backendID = s.id
 	}
-	s.mux.ServeHTTP(sw, r)
+	h.ServeHTTP(sw, r)
 	if sw.code == 0 {
 		sw.code = http.StatusOK
 	}
 	if s.metrics != nil {
-		s.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
-		s.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		s.metrics.observeRequest(route, sw.code, time.Since(start))
 	}
 	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", route, "code", sw.code, "took", time.Since(start))
 }
@@ -222,13 +223,31 @@ func (s *Server) getData(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, took)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, getDataResponse{
+	s.writeGetData(w, &getDataResponse{
 		BackendID: s.id,
 		Follower:  followerJSON(res.Follower),
 		Row:       rowJSON{ID: res.Item.ID, Payload: res.Item.Payload, CreatedAt: res.Item.CreatedAt},
 		Attempts:  res.Attempts,
 		TookMS:    took,
 	})
+}
+
+// writeGetData writes a 200 answer to GET /data, encoded by hand (see
+// appendGetData) with its length, in one write.
+func (s *Server) writeGetData(w http.ResponseWriter, r *getDataResponse) {
+	bp := bufPool.Get().(*[]byte)
+	b := appendGetData((*bp)[:0], r)
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(http.StatusOK)
+	if _, err := w.Write(b); err != nil {
+		s.log.Debug("write response", "err", err)
+	}
+	if cap(b) <= 64<<10 { // do not keep a buffer grown by a huge payload
+		*bp = b
+		bufPool.Put(bp)
+	}
 }
 
 func (s *Server) postData(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -67,13 +68,15 @@ type Store interface {
 
 // db is the part of *pgxpool.Pool the store uses; tests substitute a fake.
 type db interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Ping(ctx context.Context) error
 }
 
 const (
-	// One round trip returns the row and which follower served it.
-	readItemSQL = `SELECT id, payload, created_at, current_setting('cluster_name'), host(inet_server_addr()), inet_server_port() FROM items WHERE id = $1`
+	// One round trip returns the rows of a batch of reads (see readBatcher)
+	// and which follower served them.
+	readItemsSQL = `SELECT id, payload, created_at, current_setting('cluster_name'), host(inet_server_addr()), inet_server_port() FROM items WHERE id = ANY($1)`
 	// An insert keyed by request_id (NULL: no key, never conflicts). On a
 	// repeated key the no-op update locks and returns the existing row, even
 	// when the first insert commits concurrently; xmax <> 0 marks that case.
@@ -86,6 +89,7 @@ RETURNING id, created_at, payload, xmax <> 0`
 // followers, writes through a pool to the primary.
 type PGStore struct {
 	read, write db
+	reads       *readBatcher
 	readPolicy  RetryPolicy
 	writePolicy RetryPolicy
 	onReadRetry func()
@@ -96,8 +100,15 @@ type PGStore struct {
 type StoreOptions struct {
 	ReadPolicy  RetryPolicy
 	WritePolicy RetryPolicy
+	// ReadConcurrency is how many read queries may be in flight at once
+	// (the read pool's size); reads beyond it queue and go out in batches.
+	ReadConcurrency int
+	// MaxReadBatch caps the reads sent in one query; 1 sends each alone.
+	MaxReadBatch int
 	// OnReadRetry is called once per read retry (for metrics).
 	OnReadRetry func()
+	// OnReadBatch is called with the size of every read batch (for metrics).
+	OnReadBatch func(n int)
 	Logger      *slog.Logger
 }
 
@@ -117,45 +128,77 @@ func newStore(read, write db, opts StoreOptions) *PGStore {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &PGStore{
+	s := &PGStore{
 		read: read, write: write,
 		readPolicy: opts.ReadPolicy, writePolicy: opts.WritePolicy,
 		onReadRetry: opts.OnReadRetry, log: opts.Logger,
 	}
+	s.reads = &readBatcher{
+		exec:      s.readItems,
+		maxActive: max(opts.ReadConcurrency, 1),
+		maxBatch:  max(opts.MaxReadBatch, 1),
+		onBatch:   opts.OnReadBatch,
+	}
+	return s
 }
 
-// GetItem reads one item and the identity of the follower that served it,
-// retrying connection-level failures on a fresh connection.
+// GetItem reads one item and the identity of the follower that served it.
+// Concurrent reads share queries (see readBatcher); a query that fails at
+// the connection level is retried on a fresh connection.
 func (s *PGStore) GetItem(ctx context.Context, id int64) (ReadResult, error) {
-	var res ReadResult
+	r := s.reads.read(ctx, id)
+	res := ReadResult{Item: r.item, Follower: r.follower, Attempts: r.attempts}
+	err := r.err
+	switch {
+	case err == nil && r.found:
+		res.Item.CreatedAt = res.Item.CreatedAt.UTC()
+		return res, nil
+	case err == nil:
+		return res, fmt.Errorf("read item %d: %w", id, ErrNotFound)
+	case connectionError(err) || errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return res, fmt.Errorf("read item %d after %d attempt(s): %w: %w", id, r.attempts, ErrUnavailable, err)
+	default:
+		return res, fmt.Errorf("read item %d: %w", id, err)
+	}
+}
+
+// readItems reads the items with the given ids in one query on one
+// connection, retrying connection-level failures. It returns the rows found
+// by id, the follower that answered and the attempts made.
+func (s *PGStore) readItems(ctx context.Context, ids []int64, tries *atomic.Int32) (map[int64]Item, Follower, int, error) {
+	var (
+		items map[int64]Item
+		from  Follower
+	)
 	onRetry := func(attempt int, err error) {
-		s.log.Debug("retrying read", "id", id, "attempt", attempt, "err", err)
+		s.log.Debug("retrying read", "ids", len(ids), "attempt", attempt, "err", err)
 		if s.onReadRetry != nil {
 			s.onReadRetry()
 		}
 	}
 	attempts, err := retry(ctx, s.readPolicy, connectionError, onRetry, func(ctx context.Context) error {
-		var host *string
-		var port *int32
-		err := s.read.QueryRow(ctx, readItemSQL, id).Scan(
-			&res.Item.ID, &res.Item.Payload, &res.Item.CreatedAt, &res.Follower.Name, &host, &port)
-		if err == nil && host != nil && port != nil {
-			res.Follower.Addr = net.JoinHostPort(*host, strconv.Itoa(int(*port)))
+		tries.Add(1)
+		items, from = make(map[int64]Item, len(ids)), Follower{}
+		rows, err := s.read.Query(ctx, readItemsSQL, ids)
+		if err != nil {
+			return err
 		}
-		return err
+		defer rows.Close()
+		for rows.Next() {
+			var it Item
+			var host *string
+			var port *int32
+			if err := rows.Scan(&it.ID, &it.Payload, &it.CreatedAt, &from.Name, &host, &port); err != nil {
+				return err
+			}
+			if host != nil && port != nil {
+				from.Addr = net.JoinHostPort(*host, strconv.Itoa(int(*port)))
+			}
+			items[it.ID] = it
+		}
+		return rows.Err()
 	})
-	res.Attempts = attempts
-	switch {
-	case err == nil:
-		res.Item.CreatedAt = res.Item.CreatedAt.UTC()
-		return res, nil
-	case errors.Is(err, pgx.ErrNoRows):
-		return res, fmt.Errorf("read item %d: %w", id, ErrNotFound)
-	case connectionError(err) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return res, fmt.Errorf("read item %d after %d attempt(s): %w: %w", id, attempts, ErrUnavailable, err)
-	default:
-		return res, fmt.Errorf("read item %d: %w", id, err)
-	}
+	return items, from, attempts, err
 }
 
 // CreateItem inserts an item on the primary. Without a key an insert is not

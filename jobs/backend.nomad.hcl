@@ -29,6 +29,18 @@ variable "memory_limit" {
   default     = "18MiB"
 }
 
+variable "read_pool_size" {
+  type        = number
+  description = "Read connections per backend through HAProxy, and so read queries in flight per backend; reads that arrive while they are busy go out together in one query. One: two backends hold one connection per follower, and on a machine whose cores every part shares, fewer larger batches serve the most requests."
+  default     = 1
+}
+
+variable "read_batch_max" {
+  type        = number
+  description = "Most reads a backend sends in one query; 1 sends every read alone."
+  default     = 32
+}
+
 variable "log_level" {
   type        = string
   description = "Backend log level: debug, info, warn or error."
@@ -80,6 +92,9 @@ job "backend" {
         LOG_LEVEL  = var.log_level
         GOMAXPROCS = var.gomaxprocs
         GOMEMLIMIT = var.memory_limit
+
+        READ_POOL_SIZE = var.read_pool_size
+        READ_BATCH_MAX = var.read_batch_max
       }
 
       # Where the databases are. "noop": a primary or HAProxy that is briefly

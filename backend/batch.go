@@ -1,0 +1,161 @@
+package backend
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// readBatcher sends concurrent reads to the database together. At most
+// maxActive queries are in flight (one per read connection); a read that
+// arrives while they all are busy waits in a queue, and the next connection
+// to come free takes everything queued (up to maxBatch reads) in a single
+// query. So a lone read goes out at once, alone, and never waits for a
+// batch to fill, while under load one round trip through HAProxy and one
+// query execution on a follower serve many requests: the per-query costs
+// (syscalls on every hop, parse/bind/execute, a wakeup per process) are
+// paid once per batch instead of once per request.
+type readBatcher struct {
+	// exec reads the items with the given distinct ids in one query (with
+	// its own retries, each counted in tries as it starts) and reports which
+	// follower answered and how many attempts it took. Ids without a row are
+	// absent from the map.
+	exec      func(ctx context.Context, ids []int64, tries *atomic.Int32) (map[int64]Item, Follower, int, error)
+	maxBatch  int
+	maxActive int
+	// onBatch, if set, is called with the size of every batch sent.
+	onBatch func(n int)
+
+	mu     sync.Mutex
+	queue  []*pendingRead
+	active int // drain loops running, each with at most one query in flight
+}
+
+type pendingRead struct {
+	ctx  context.Context
+	id   int64
+	done chan batchResult // buffered: the drain loop never blocks on it
+	// tries counts the attempts of the batch this read went out in; nil
+	// while it waits in the queue. Guarded by readBatcher.mu.
+	tries *atomic.Int32
+}
+
+type batchResult struct {
+	item     Item
+	found    bool
+	follower Follower
+	attempts int
+	err      error
+}
+
+// read queues one read and waits for its batch's answer or for ctx to end,
+// whichever comes first.
+func (b *readBatcher) read(ctx context.Context, id int64) batchResult {
+	p := &pendingRead{ctx: ctx, id: id, done: make(chan batchResult, 1)}
+	b.mu.Lock()
+	b.queue = append(b.queue, p)
+	start := b.active < b.maxActive
+	if start {
+		b.active++
+	}
+	b.mu.Unlock()
+	if start {
+		go b.drain()
+	}
+	select {
+	case r := <-p.done:
+		return r
+	case <-ctx.Done():
+		// The batch may still run; its answer lands in the buffered channel.
+		r := batchResult{err: ctx.Err()}
+		b.mu.Lock()
+		if p.tries != nil {
+			r.attempts = int(p.tries.Load())
+		}
+		b.mu.Unlock()
+		return r
+	}
+}
+
+// drain sends batches until the queue is empty.
+func (b *readBatcher) drain() {
+	for {
+		b.mu.Lock()
+		batch := b.take()
+		if len(batch) == 0 {
+			b.active--
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		b.run(batch)
+	}
+}
+
+// take removes up to maxBatch live reads from the head of the queue,
+// dropping reads whose caller has already given up. b.mu must be held.
+func (b *readBatcher) take() []*pendingRead {
+	batch := make([]*pendingRead, 0, min(len(b.queue), max(b.maxBatch, 1)))
+	tries := new(atomic.Int32)
+	n := 0
+	for _, p := range b.queue {
+		if len(batch) == cap(batch) {
+			break
+		}
+		n++
+		if p.ctx.Err() == nil {
+			p.tries = tries
+			batch = append(batch, p)
+		}
+	}
+	// Shift the rest down, so the queue's array does not grow without bound.
+	rest := copy(b.queue, b.queue[n:])
+	clear(b.queue[rest:])
+	b.queue = b.queue[:rest]
+	return batch
+}
+
+// run executes one batch and hands every waiting read its answer.
+func (b *readBatcher) run(batch []*pendingRead) {
+	ids := make([]int64, 0, len(batch))
+	seen := make(map[int64]struct{}, len(batch))
+	for _, p := range batch {
+		if _, dup := seen[p.id]; !dup {
+			seen[p.id] = struct{}{}
+			ids = append(ids, p.id)
+		}
+	}
+	if b.onBatch != nil {
+		b.onBatch(len(batch))
+	}
+	ctx, cancel := batchContext(batch)
+	defer cancel()
+	items, from, attempts, err := b.exec(ctx, ids, batch[0].tries)
+	for _, p := range batch {
+		r := batchResult{follower: from, attempts: attempts, err: err}
+		if err == nil {
+			r.item, r.found = items[p.id]
+		}
+		p.done <- r
+	}
+}
+
+// batchContext bounds a batch by the latest deadline among its reads, so
+// no read is cut short by another's earlier deadline; each caller still
+// stops waiting at its own. A read without a deadline leaves the batch
+// bounded only by the retry policy's per-attempt timeouts.
+func batchContext(batch []*pendingRead) (context.Context, context.CancelFunc) {
+	base := context.WithoutCancel(batch[0].ctx)
+	var latest time.Time
+	for _, p := range batch {
+		d, ok := p.ctx.Deadline()
+		if !ok {
+			return context.WithCancel(base)
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(base, latest)
+}

@@ -1,0 +1,271 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// gate holds every Query until it is opened, and counts the queries in
+// flight (the most seen at once goes to peak).
+type gate struct {
+	open     chan struct{}
+	entered  chan []int64
+	inflight atomic.Int32
+	peak     atomic.Int32
+}
+
+func newGate() *gate {
+	return &gate{open: make(chan struct{}), entered: make(chan []int64, 100)}
+}
+
+func (g *gate) hold(ids []int64) {
+	n := g.inflight.Add(1)
+	for {
+		p := g.peak.Load()
+		if n <= p || g.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	g.entered <- ids
+	<-g.open
+	g.inflight.Add(-1)
+}
+
+// waitQueued waits until n reads wait in the batcher's queue.
+func waitQueued(t *testing.T, b *readBatcher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.mu.Lock()
+		got := len(b.queue)
+		b.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reads queued, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// batchStore is a store over a fake database holding every id, with one
+// read connection and the given batch cap.
+func batchStore(db *fakeDB, maxBatch int) *PGStore {
+	db.all = true
+	db.row.name, db.row.host, db.row.port = "follower-0", "10.0.0.1", 5432
+	return newStore(db, db, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 1, MaxReadBatch: maxBatch})
+}
+
+type readOutcome struct {
+	id  int64
+	res ReadResult
+	err error
+}
+
+// readAll starts one GetItem per id and returns a channel of the outcomes.
+func readAll(ctx context.Context, s *PGStore, ids ...int64) <-chan readOutcome {
+	out := make(chan readOutcome, len(ids))
+	for _, id := range ids {
+		go func() {
+			res, err := s.GetItem(ctx, id)
+			out <- readOutcome{id, res, err}
+		}()
+	}
+	return out
+}
+
+func TestLoneReadGoesAloneAtOnce(t *testing.T) {
+	db := &fakeDB{}
+	s := batchStore(db, 32)
+	res, err := s.GetItem(context.Background(), 7)
+	if err != nil {
+		t.Fatalf("GetItem: %v", err)
+	}
+	if res.Item.ID != 7 || res.Item.Payload != "seed-7" || res.Follower.Name != "follower-0" || res.Follower.Addr != "10.0.0.1:5432" {
+		t.Errorf("got %+v", res)
+	}
+	if !slices.EqualFunc(db.batches, [][]int64{{7}}, slices.Equal) {
+		t.Errorf("queries = %v, want one with id 7", db.batches)
+	}
+}
+
+func TestReadsQueuedBehindABusyConnectionShareOneQuery(t *testing.T) {
+	g := newGate()
+	db := &fakeDB{onQuery: g.hold}
+	s := batchStore(db, 32)
+
+	first := readAll(context.Background(), s, 1)
+	<-g.entered // the only connection is busy with read 1
+	rest := []int64{2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+	more := readAll(context.Background(), s, rest...)
+	waitQueued(t, s.reads, len(rest))
+	close(g.open)
+
+	if o := <-first; o.err != nil || o.res.Item.ID != 1 {
+		t.Fatalf("read 1: %+v", o)
+	}
+	for range rest {
+		o := <-more
+		if o.err != nil || o.res.Item.ID != o.id || o.res.Item.Payload != "seed-"+strconv.FormatInt(o.id, 10) {
+			t.Errorf("read %d got %+v err %v", o.id, o.res.Item, o.err)
+		}
+	}
+	if len(db.batches) != 2 || len(db.batches[1]) != len(rest) {
+		t.Errorf("queries = %v, want [1] then the 10 queued reads together", db.batches)
+	}
+	if p := g.peak.Load(); p != 1 {
+		t.Errorf("%d queries in flight at once, want at most 1 (the read concurrency)", p)
+	}
+}
+
+func TestBatchesAreCappedAndDuplicatesAskedOnce(t *testing.T) {
+	g := newGate()
+	db := &fakeDB{onQuery: g.hold}
+	s := batchStore(db, 4)
+
+	first := readAll(context.Background(), s, 100)
+	<-g.entered
+	// Queued one by one, so the queue's order is known.
+	queued := []int64{5, 5, 6, 7, 8, 9, 10, 11, 12}
+	more := make(chan readOutcome, len(queued))
+	for i, id := range queued {
+		go func() { o := <-readAll(context.Background(), s, id); more <- o }()
+		waitQueued(t, s.reads, i+1)
+	}
+	close(g.open)
+
+	<-first
+	for range queued {
+		if o := <-more; o.err != nil || o.res.Item.ID != o.id {
+			t.Errorf("read %d: %+v %v", o.id, o.res.Item, o.err)
+		}
+	}
+	// 9 queued reads in batches of at most 4; the batch holding both reads
+	// of id 5 asks for it once.
+	want := [][]int64{{100}, {5, 6, 7}, {8, 9, 10, 11}, {12}}
+	if !slices.EqualFunc(db.batches, want, slices.Equal) {
+		t.Errorf("queries = %v, want %v", db.batches, want)
+	}
+}
+
+func TestBatchMissesAndFailures(t *testing.T) {
+	t.Run("an id without a row is not found, the others are", func(t *testing.T) {
+		g := newGate()
+		db := &fakeDB{onQuery: g.hold, row: fakeRow{item: Item{ID: 3, Payload: "three"}, name: "follower-1"}}
+		s := newStore(db, db, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 1, MaxReadBatch: 8})
+		first := readAll(context.Background(), s, 1)
+		<-g.entered
+		more := readAll(context.Background(), s, 3, 4)
+		waitQueued(t, s.reads, 2)
+		close(g.open)
+		if o := <-first; !errors.Is(o.err, ErrNotFound) {
+			t.Errorf("read 1: err %v, want ErrNotFound", o.err)
+		}
+		for range 2 {
+			o := <-more
+			switch o.id {
+			case 3:
+				if o.err != nil || o.res.Item.Payload != "three" || o.res.Follower.Name != "follower-1" {
+					t.Errorf("read 3: %+v %v", o.res, o.err)
+				}
+			case 4:
+				if !errors.Is(o.err, ErrNotFound) {
+					t.Errorf("read 4: err %v, want ErrNotFound", o.err)
+				}
+			}
+		}
+	})
+	t.Run("a batch cut by a broken connection is retried for all its reads", func(t *testing.T) {
+		g := newGate()
+		db := &fakeDB{onQuery: g.hold}
+		s := batchStore(db, 8)
+		first := readAll(context.Background(), s, 1)
+		<-g.entered
+		db.mu.Lock()
+		db.fails = []error{io.ErrUnexpectedEOF} // the next query: the batch
+		db.mu.Unlock()
+		more := readAll(context.Background(), s, 2, 3, 4)
+		waitQueued(t, s.reads, 3)
+		close(g.open)
+		<-first
+		for range 3 {
+			if o := <-more; o.err != nil || o.res.Item.ID != o.id || o.res.Attempts != 2 {
+				t.Errorf("read %d: %+v err %v, want its row after 2 attempts", o.id, o.res, o.err)
+			}
+		}
+	})
+}
+
+func TestGivingUpLeavesTheQueueAtOnce(t *testing.T) {
+	g := newGate()
+	db := &fakeDB{onQuery: g.hold}
+	s := batchStore(db, 8)
+	first := readAll(context.Background(), s, 1)
+	<-g.entered
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := s.GetItem(ctx, 2) // queued behind the held query, then gives up
+	if !errors.Is(err, ErrUnavailable) || time.Since(start) > time.Second {
+		t.Errorf("err %v after %s, want ErrUnavailable at its 50ms deadline", err, time.Since(start))
+	}
+	live := readAll(context.Background(), s, 3)
+	waitQueued(t, s.reads, 2)
+	close(g.open)
+	<-first
+	if o := <-live; o.err != nil || o.res.Item.ID != 3 {
+		t.Errorf("read 3: %+v %v", o.res, o.err)
+	}
+	// The read that gave up was dropped, not sent.
+	if len(db.batches) != 2 || !slices.Equal(db.batches[1], []int64{3}) {
+		t.Errorf("queries = %v, want [1] then [3]", db.batches)
+	}
+}
+
+func TestManyConcurrentReadsStayWithinTheConcurrency(t *testing.T) {
+	var inflight, peak atomic.Int32
+	db := &fakeDB{onQuery: func([]int64) {
+		n := inflight.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(100 * time.Microsecond) // a query takes a little while
+		inflight.Add(-1)
+	}}
+	db.all = true
+	s := newStore(db, db, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 3, MaxReadBatch: 16})
+
+	const readers, each = 50, 40
+	var wg sync.WaitGroup
+	var bad atomic.Int32
+	for r := range readers {
+		wg.Go(func() {
+			for i := range each {
+				id := int64(r*each + i + 1)
+				res, err := s.GetItem(context.Background(), id)
+				if err != nil || res.Item.ID != id {
+					bad.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := bad.Load(); n != 0 {
+		t.Errorf("%d reads got an error or another read's row", n)
+	}
+	if p := peak.Load(); p > 3 {
+		t.Errorf("%d queries in flight at once, want at most 3", p)
+	}
+	if q := len(db.batches); q >= readers*each {
+		t.Errorf("%d queries for %d reads: nothing was batched", q, readers*each)
+	}
+	t.Logf("%d reads in %d queries", readers*each, len(db.batches))
+}
