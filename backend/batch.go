@@ -8,28 +8,33 @@ import (
 )
 
 // readBatcher sends concurrent reads to the database together. At most
-// maxActive queries are in flight (one per read connection); a read that
-// arrives while they all are busy waits in a queue, and the next connection
-// to come free takes everything queued (up to maxBatch reads) in a single
-// query. So a lone read goes out at once, alone, and never waits for a
+// maxActive queries are in flight; a read that arrives while they all are
+// busy waits in a queue, and the next query takes everything queued (up to
+// maxBatch reads) at once. So a lone read goes out at once, alone, and never waits for a
 // batch to fill, while under load one round trip through HAProxy and one
 // query execution on a follower serve many requests: the per-query costs
 // (syscalls on every hop, parse/bind/execute, a wakeup per process) are
 // paid once per batch instead of once per request.
+//
+// A query that has not answered within stallAfter (a hung follower, a
+// connection that died without a word) gives up its slot, so the reads
+// queued behind it go out on another connection instead of waiting for its
+// retries; the pool's size bounds how many such queries can pile up.
 type readBatcher struct {
 	// exec reads the items with the given distinct ids in one query (with
 	// its own retries, each counted in tries as it starts) and reports which
 	// follower answered and how many attempts it took. Ids without a row are
 	// absent from the map.
-	exec      func(ctx context.Context, ids []int64, tries *atomic.Int32) (map[int64]Item, Follower, int, error)
-	maxBatch  int
-	maxActive int
+	exec       func(ctx context.Context, ids []int64, tries *atomic.Int32) (map[int64]Item, Follower, int, error)
+	maxBatch   int
+	maxActive  int
+	stallAfter time.Duration // zero: never
 	// onBatch, if set, is called with the size of every batch sent.
 	onBatch func(n int)
 
 	mu     sync.Mutex
 	queue  []*pendingRead
-	active int // drain loops running, each with at most one query in flight
+	active int // drain loops holding a slot, each with at most one query in flight
 }
 
 type pendingRead struct {
@@ -89,7 +94,24 @@ func (b *readBatcher) drain() {
 			return
 		}
 		b.mu.Unlock()
-		b.run(batch)
+		if stalled := b.run(batch); stalled {
+			return // its slot went to another drain loop when it stalled
+		}
+	}
+}
+
+// release gives up the slot of a query that stalled, and starts another
+// drain loop if reads are waiting.
+func (b *readBatcher) release() {
+	b.mu.Lock()
+	b.active--
+	start := len(b.queue) > 0 && b.active < b.maxActive
+	if start {
+		b.active++
+	}
+	b.mu.Unlock()
+	if start {
+		go b.drain()
 	}
 }
 
@@ -116,8 +138,9 @@ func (b *readBatcher) take() []*pendingRead {
 	return batch
 }
 
-// run executes one batch and hands every waiting read its answer.
-func (b *readBatcher) run(batch []*pendingRead) {
+// run executes one batch and hands every waiting read its answer. It
+// reports whether the batch stalled and released its slot.
+func (b *readBatcher) run(batch []*pendingRead) (stalled bool) {
 	ids := make([]int64, 0, len(batch))
 	seen := make(map[int64]struct{}, len(batch))
 	for _, p := range batch {
@@ -131,6 +154,13 @@ func (b *readBatcher) run(batch []*pendingRead) {
 	}
 	ctx, cancel := batchContext(batch)
 	defer cancel()
+	if b.stallAfter > 0 {
+		t := time.AfterFunc(b.stallAfter, b.release)
+		defer func() {
+			// Stop fails once the timer has fired: the slot is gone then.
+			stalled = !t.Stop()
+		}()
+	}
 	items, from, attempts, err := b.exec(ctx, ids, batch[0].tries)
 	for _, p := range batch {
 		r := batchResult{follower: from, attempts: attempts, err: err}
@@ -139,6 +169,7 @@ func (b *readBatcher) run(batch []*pendingRead) {
 		}
 		p.done <- r
 	}
+	return false
 }
 
 // batchContext bounds a batch by the latest deadline among its reads, so

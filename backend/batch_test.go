@@ -269,3 +269,46 @@ func TestManyConcurrentReadsStayWithinTheConcurrency(t *testing.T) {
 	}
 	t.Logf("%d reads in %d queries", readers*each, len(db.batches))
 }
+
+func TestReadsGoAroundAStalledQuery(t *testing.T) {
+	hung, entered := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	db := &fakeDB{onQuery: func([]int64) {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-hung // the first query hangs, like one on a frozen follower
+		}
+	}}
+	db.all = true
+	s := newStore(db, db, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 1, MaxReadBatch: 8, ReadStallAfter: 20 * time.Millisecond})
+	defer close(hung)
+
+	stuck := readAll(context.Background(), s, 1)
+	<-entered // read 1 is out, hanging
+	start := time.Now()
+	res, err := s.GetItem(context.Background(), 2)
+	if err != nil || res.Item.ID != 2 {
+		t.Fatalf("read 2 behind the hung query: %+v %v", res, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("read 2 took %s, want it to go around the hung query after ~20ms", d)
+	}
+	select {
+	case o := <-stuck:
+		t.Fatalf("read 1 answered while its query hangs: %+v", o)
+	default:
+	}
+	// Once the slot was handed on, the batcher is back to one query at a
+	// time: reads keep flowing while the hung query still holds on.
+	for id := int64(3); id < 6; id++ {
+		if res, err := s.GetItem(context.Background(), id); err != nil || res.Item.ID != id {
+			t.Fatalf("read %d: %+v %v", id, res, err)
+		}
+	}
+	s.reads.mu.Lock()
+	active := s.reads.active
+	s.reads.mu.Unlock()
+	if active > 1 {
+		t.Errorf("%d drain loops hold a slot, want at most 1", active)
+	}
+}

@@ -40,6 +40,8 @@ type Config struct {
 	WritePoolSize int
 	// ReadBatchMax caps how many queued reads go out in one query.
 	ReadBatchMax int
+	// ReadConcurrency is how many read queries may be in flight at once.
+	ReadConcurrency int
 	// LogLevel is the minimum level written to stdout.
 	LogLevel slog.Level
 }
@@ -109,15 +111,14 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.DurationVar(&cfg.ReadAttemptTimeout, "read-attempt-timeout", env.duration("READ_ATTEMPT_TIMEOUT", 700*time.Millisecond), "deadline of one read attempt (env READ_ATTEMPT_TIMEOUT)")
 	// Below Nomad's default kill_timeout (5s), so we drain before SIGKILL.
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", env.duration("SHUTDOWN_TIMEOUT", 4*time.Second), "graceful shutdown deadline (env SHUTDOWN_TIMEOUT)")
-	// Small on purpose: reads that find every read connection busy queue
-	// and go out together in one query (see readBatcher), so fewer
-	// connections mean larger batches and less work per read, at the cost
-	// of waiting for the query in flight. One per backend is the most
-	// throughput when the stack shares a few cores (scripts/bench.sh);
-	// with two backends that is one connection per follower, kept apart by
-	// HAProxy's leastconn. A larger pool would also be used unevenly: the
-	// pool hands out its most recently used idle connection first.
-	readPool := fs.Int64("read-pool-size", env.int64("READ_POOL_SIZE", 1), "max connections of the read pool, and so read queries in flight (env READ_POOL_SIZE)")
+	// One read query in flight at a time: reads that arrive while it is out
+	// queue and go out together in the next one (see readBatcher), so
+	// fewer queries in flight mean larger batches and less work per read.
+	// One per backend serves the most requests when the stack shares a few
+	// cores (scripts/bench.sh). The pool keeps a few more connections for
+	// retries and for reads that must go around a query that stalled.
+	readConc := fs.Int64("read-concurrency", env.int64("READ_CONCURRENCY", 1), "read queries in flight at once; reads beyond go out together in the next (env READ_CONCURRENCY)")
+	readPool := fs.Int64("read-pool-size", env.int64("READ_POOL_SIZE", 4), "max connections of the read pool, at least -read-concurrency (env READ_POOL_SIZE)")
 	// Reads that arrive while every read connection is busy go out
 	// together, in one query, when a connection comes free.
 	readBatch := fs.Int64("read-batch-max", env.int64("READ_BATCH_MAX", 32), "max reads sent in one query when reads queue for a connection; 1 sends each alone (env READ_BATCH_MAX)")
@@ -164,12 +165,16 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 		{"-read-pool-size / READ_POOL_SIZE", *readPool, &cfg.ReadPoolSize},
 		{"-write-pool-size / WRITE_POOL_SIZE", *writePool, &cfg.WritePoolSize},
 		{"-read-batch-max / READ_BATCH_MAX", *readBatch, &cfg.ReadBatchMax},
+		{"-read-concurrency / READ_CONCURRENCY", *readConc, &cfg.ReadConcurrency},
 	} {
 		if p.v < 1 || p.v > 1000 {
 			errs = append(errs, fmt.Errorf("%s must be in 1..1000, got %d", p.name, p.v))
 			continue
 		}
 		*p.dst = int(p.v)
+	}
+	if cfg.ReadConcurrency > cfg.ReadPoolSize && cfg.ReadPoolSize > 0 {
+		errs = append(errs, fmt.Errorf("-read-concurrency / READ_CONCURRENCY (%d) must not exceed -read-pool-size / READ_POOL_SIZE (%d)", cfg.ReadConcurrency, cfg.ReadPoolSize))
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("-log-level / LOG_LEVEL: %q is not one of debug, info, warn, error", logLevel))

@@ -22,6 +22,8 @@ import (
 const (
 	readConnLifetime  = 10 * time.Second
 	writeConnLifetime = 5 * time.Minute
+	// A read query this late lets the reads queued behind it go around it.
+	readStallAfter = 100 * time.Millisecond
 )
 
 // Run parses the config, starts the HTTP server and serves until ctx is
@@ -72,11 +74,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	store := NewPGStore(readPool, writePool, StoreOptions{
 		ReadPolicy:      DefaultReadPolicy(cfg.ReadAttemptTimeout),
 		WritePolicy:     DefaultWritePolicy(),
-		ReadConcurrency: cfg.ReadPoolSize,
-		MaxReadBatch:    cfg.ReadBatchMax,
-		OnReadRetry:     metrics.readRetries.Inc,
-		OnReadBatch:     func(n int) { metrics.readBatch.Observe(float64(n)) },
-		Logger:          log,
+		ReadConcurrency: cfg.ReadConcurrency,
+		// Far above a batch's usual round trip (a few ms even under load).
+		ReadStallAfter: readStallAfter,
+		MaxReadBatch:   cfg.ReadBatchMax,
+		OnReadRetry:    metrics.readRetries.Inc,
+		OnReadBatch:    func(n int) { metrics.readBatch.Observe(float64(n)) },
+		Logger:         log,
 	})
 	srv := &http.Server{
 		Handler: NewServer(ServerOptions{
@@ -109,7 +113,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(),
-		"read_pool_size", cfg.ReadPoolSize, "read_batch_max", cfg.ReadBatchMax, "write_pool_size", cfg.WritePoolSize,
+		"read_pool_size", cfg.ReadPoolSize, "read_concurrency", cfg.ReadConcurrency, "read_batch_max", cfg.ReadBatchMax, "write_pool_size", cfg.WritePoolSize,
 		"request_timeout", cfg.RequestTimeout.String(), "read_attempt_timeout", cfg.ReadAttemptTimeout.String())
 
 	select {

@@ -119,6 +119,7 @@ func TestRunFailsFast(t *testing.T) {
 		{"bad duration env", []string{"-listen", "127.0.0.1:0"}, merge(good, "REQUEST_TIMEOUT", "soon"), "REQUEST_TIMEOUT"},
 		{"zero seed rows", []string{"-listen", "127.0.0.1:0", "-seed-rows", "0"}, good, "SEED_ROWS must be >= 1"},
 		{"zero read batch", []string{"-listen", "127.0.0.1:0"}, merge(good, "READ_BATCH_MAX", "0"), "READ_BATCH_MAX must be in 1..1000"},
+		{"concurrency above pool", []string{"-listen", "127.0.0.1:0", "-read-concurrency", "3"}, merge(good, "READ_POOL_SIZE", "2"), "must not exceed -read-pool-size"},
 		{"bad log level", []string{"-listen", "127.0.0.1:0"}, merge(good, "LOG_LEVEL", "loud"), "LOG_LEVEL"},
 		{"bad dsn", []string{"-listen", "127.0.0.1:0"}, merge(good, "READ_DATABASE_URL", "postgres://a:b@host:notaport/db"), "READ_DATABASE_URL"},
 		{"unknown flag", []string{"-nope"}, good, "flag provided but not defined"},
@@ -159,7 +160,7 @@ func TestParseConfigDefaultsAndPrecedence(t *testing.T) {
 	}
 	if cfg.Listen != "10.0.0.5:25123" || cfg.ID != "backend-1" || cfg.SeedRows != 500 ||
 		cfg.RequestTimeout != 2*time.Second || cfg.ReadAttemptTimeout != 700*time.Millisecond ||
-		cfg.ReadPoolSize != 1 || cfg.WritePoolSize != 4 || cfg.ReadBatchMax != 32 {
+		cfg.ReadPoolSize != 4 || cfg.ReadConcurrency != 1 || cfg.WritePoolSize != 4 || cfg.ReadBatchMax != 32 {
 		t.Errorf("defaults: %+v", cfg)
 	}
 

@@ -100,9 +100,13 @@ type PGStore struct {
 type StoreOptions struct {
 	ReadPolicy  RetryPolicy
 	WritePolicy RetryPolicy
-	// ReadConcurrency is how many read queries may be in flight at once
-	// (the read pool's size); reads beyond it queue and go out in batches.
+	// ReadConcurrency is how many read queries may be in flight at once;
+	// reads beyond it queue and go out in batches.
 	ReadConcurrency int
+	// ReadStallAfter is how long a read query may go without an answer
+	// before the reads queued behind it may go out on another connection;
+	// zero means never.
+	ReadStallAfter time.Duration
 	// MaxReadBatch caps the reads sent in one query; 1 sends each alone.
 	MaxReadBatch int
 	// OnReadRetry is called once per read retry (for metrics).
@@ -134,10 +138,11 @@ func newStore(read, write db, opts StoreOptions) *PGStore {
 		onReadRetry: opts.OnReadRetry, log: opts.Logger,
 	}
 	s.reads = &readBatcher{
-		exec:      s.readItems,
-		maxActive: max(opts.ReadConcurrency, 1),
-		maxBatch:  max(opts.MaxReadBatch, 1),
-		onBatch:   opts.OnReadBatch,
+		exec:       s.readItems,
+		maxActive:  max(opts.ReadConcurrency, 1),
+		maxBatch:   max(opts.MaxReadBatch, 1),
+		stallAfter: opts.ReadStallAfter,
+		onBatch:    opts.OnReadBatch,
 	}
 	return s
 }

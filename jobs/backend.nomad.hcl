@@ -29,10 +29,16 @@ variable "memory_limit" {
   default     = "18MiB"
 }
 
+variable "read_concurrency" {
+  type        = number
+  description = "Read queries each backend has in flight; reads that arrive while they are out go together in the next query. One: on a machine whose cores every part shares, fewer larger batches serve the most requests (scripts/bench.sh)."
+  default     = 1
+}
+
 variable "read_pool_size" {
   type        = number
-  description = "Read connections per backend through HAProxy, and so read queries in flight per backend; reads that arrive while they are busy go out together in one query. One: two backends hold one connection per follower, and on a machine whose cores every part shares, fewer larger batches serve the most requests."
-  default     = 1
+  description = "Read connections per backend through HAProxy (at least read_concurrency): the spare ones serve retries and reads that go around a query on a hung follower."
+  default     = 4
 }
 
 variable "read_batch_max" {
@@ -93,8 +99,9 @@ job "backend" {
         GOMAXPROCS = var.gomaxprocs
         GOMEMLIMIT = var.memory_limit
 
-        READ_POOL_SIZE = var.read_pool_size
-        READ_BATCH_MAX = var.read_batch_max
+        READ_CONCURRENCY = var.read_concurrency
+        READ_POOL_SIZE   = var.read_pool_size
+        READ_BATCH_MAX   = var.read_batch_max
       }
 
       # Where the databases are. "noop": a primary or HAProxy that is briefly
