@@ -24,6 +24,10 @@ type Config struct {
 	ReadDSN string
 	// WriteDSN points at the primary.
 	WriteDSN string
+	// ReadService and WriteService, if set, name the Consul services that
+	// new read and write connections go to (where they are at that moment),
+	// instead of the DSNs' host:port.
+	ReadService, WriteService string
 	// SeedRows is N in the random key range 1..N used by GET /data without an id.
 	SeedRows int64
 	// RequestTimeout bounds a whole /data request, retries included.
@@ -106,6 +110,8 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.StringVar(&cfg.ID, "id", env.str("BACKEND_ID", defID), "instance id in responses and logs (env BACKEND_ID, default backend-$NOMAD_ALLOC_INDEX or backend-<hostname>)")
 	fs.StringVar(&cfg.ReadDSN, "read-dsn", env.str("READ_DATABASE_URL", ""), "Postgres DSN for reads, via HAProxy to the followers (env READ_DATABASE_URL, required)")
 	fs.StringVar(&cfg.WriteDSN, "write-dsn", env.str("WRITE_DATABASE_URL", ""), "Postgres DSN for writes, the primary (env WRITE_DATABASE_URL, required)")
+	fs.StringVar(&cfg.ReadService, "read-service", env.str("READ_SERVICE", ""), "Consul service new read connections go to, instead of the read DSN's host:port (env READ_SERVICE, e.g. haproxy)")
+	fs.StringVar(&cfg.WriteService, "write-service", env.str("WRITE_SERVICE", ""), "Consul service new write connections go to, instead of the write DSN's host:port (env WRITE_SERVICE, e.g. postgres-primary)")
 	fs.Int64Var(&cfg.SeedRows, "seed-rows", env.int64("SEED_ROWS", 10000), "GET /data without id picks a random id in 1..N (env SEED_ROWS)")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", env.duration("REQUEST_TIMEOUT", 2*time.Second), "deadline of a whole /data request, retries included (env REQUEST_TIMEOUT)")
 	fs.DurationVar(&cfg.ReadAttemptTimeout, "read-attempt-timeout", env.duration("READ_ATTEMPT_TIMEOUT", 700*time.Millisecond), "deadline of one read attempt (env READ_ATTEMPT_TIMEOUT)")

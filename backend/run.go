@@ -52,12 +52,26 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		defer stop()
 	}
 
-	readPool, err := newPool(ctx, cfg.ReadDSN, poolOptions{maxConns: int32(cfg.ReadPoolSize), lifetime: readConnLifetime})
+	readOpts := poolOptions{maxConns: int32(cfg.ReadPoolSize), lifetime: readConnLifetime}
+	writeOpts := poolOptions{maxConns: int32(cfg.WritePoolSize), lifetime: writeConnLifetime}
+	if cfg.ReadService != "" || cfg.WriteService != "" {
+		loc, err := newConsulLocator()
+		if err != nil {
+			return err
+		}
+		if cfg.ReadService != "" {
+			readOpts.dial = (&serviceDialer{service: cfg.ReadService, loc: loc, log: log}).Dial
+		}
+		if cfg.WriteService != "" {
+			writeOpts.dial = (&serviceDialer{service: cfg.WriteService, loc: loc, log: log}).Dial
+		}
+	}
+	readPool, err := newPool(ctx, cfg.ReadDSN, readOpts)
 	if err != nil {
 		return fmt.Errorf("read pool: %w", err)
 	}
 	defer readPool.Close()
-	writePool, err := newPool(ctx, cfg.WriteDSN, poolOptions{maxConns: int32(cfg.WritePoolSize), lifetime: writeConnLifetime})
+	writePool, err := newPool(ctx, cfg.WriteDSN, writeOpts)
 	if err != nil {
 		return fmt.Errorf("write pool: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -245,6 +246,8 @@ func (s *PGStore) Ready(ctx context.Context) error {
 type poolOptions struct {
 	maxConns int32
 	lifetime time.Duration
+	// dial, if set, opens the pool's connections (see serviceDialer).
+	dial pgconn.DialFunc
 }
 
 // newPool builds a lazy pool: it does not connect until first use, so the
@@ -262,6 +265,9 @@ func newPool(ctx context.Context, dsn string, opts poolOptions) (*pgxpool.Pool, 
 	cfg.HealthCheckPeriod = 2 * time.Second
 	cfg.MaxConnLifetime = opts.lifetime
 	cfg.MaxConnLifetimeJitter = opts.lifetime / 2
+	if opts.dial != nil {
+		cfg.ConnConfig.DialFunc = opts.dial
+	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = time.Second
 	}

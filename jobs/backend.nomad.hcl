@@ -99,13 +99,19 @@ job "backend" {
         GOMAXPROCS = var.gomaxprocs
         GOMEMLIMIT = var.memory_limit
 
+        # New connections go where Consul says these are at that moment, so
+        # a primary or HAProxy that moved is found without a restart.
+        READ_SERVICE  = "haproxy"
+        WRITE_SERVICE = "postgres-primary"
+
         READ_CONCURRENCY = var.read_concurrency
         READ_POOL_SIZE   = var.read_pool_size
         READ_BATCH_MAX   = var.read_batch_max
       }
 
-      # Where the databases are. "noop": a primary or HAProxy that is briefly
-      # unhealthy must not restart the backends serving reads.
+      # The credentials, and where the databases were at start (new
+      # connections then ask Consul, see READ_SERVICE). "noop": a primary or
+      # HAProxy that is briefly unhealthy must not restart the backends.
       template {
         data        = <<-EOT
           {{ with nomadVar "nomad/jobs" -}}

@@ -1,0 +1,104 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	consul "github.com/hashicorp/consul/api"
+)
+
+// lookupTimeout bounds one question to the Consul agent; past it a new
+// connection goes to the last address known instead.
+const lookupTimeout = 300 * time.Millisecond
+
+// locator answers where a service's passing instances are now.
+type locator interface {
+	Passing(ctx context.Context, service string) ([]string, error)
+}
+
+// consulLocator asks the local Consul agent's health API.
+type consulLocator struct{ client *consul.Client }
+
+func newConsulLocator() (*consulLocator, error) {
+	// The agent's address comes from CONSUL_HTTP_ADDR, 127.0.0.1:8500 by
+	// default: every Nomad client runs one.
+	c, err := consul.NewClient(consul.DefaultConfig())
+	if err != nil {
+		return nil, fmt.Errorf("consul client: %w", err)
+	}
+	return &consulLocator{client: c}, nil
+}
+
+func (l *consulLocator) Passing(ctx context.Context, service string) ([]string, error) {
+	entries, _, err := l.client.Health().Service(service, "", true, (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("ask consul for %s: %w", service, err)
+	}
+	addrs := make([]string, 0, len(entries))
+	for _, e := range entries {
+		host := e.Service.Address
+		if host == "" {
+			host = e.Node.Address
+		}
+		addrs = append(addrs, net.JoinHostPort(host, strconv.Itoa(e.Service.Port)))
+	}
+	return addrs, nil
+}
+
+// serviceDialer opens database connections to wherever Consul says the
+// service is at that moment, so a primary or HAProxy that moved (a planned
+// stop, a reschedule to another node, a new dynamic port) is found by the
+// next connection the pool opens, without restarting the backend. When
+// Consul lists no passing instance or does not answer, it dials the last
+// address it found, or failing that the DSN's own.
+type serviceDialer struct {
+	service string
+	loc     locator
+	log     *slog.Logger
+	dialer  net.Dialer
+
+	mu   sync.Mutex
+	last string
+}
+
+// Dial implements pgconn.DialFunc; addr is the DSN's host:port.
+func (d *serviceDialer) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	target := d.locate(ctx, addr)
+	c, err := d.dialer.DialContext(ctx, network, target)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s at %s: %w", d.service, target, err)
+	}
+	return c, nil
+}
+
+func (d *serviceDialer) locate(ctx context.Context, fallback string) string {
+	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	addrs, err := d.loc.Passing(lctx, d.service)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err == nil && len(addrs) > 0 {
+		a := addrs[rand.IntN(len(addrs))]
+		if a != d.last && d.last != "" {
+			d.log.Info("database service moved", "service", d.service, "from", d.last, "to", a)
+		}
+		d.last = a
+		return a
+	}
+	if err == nil {
+		err = errors.New("no passing instance")
+	}
+	target := fallback
+	if d.last != "" {
+		target = d.last
+	}
+	d.log.Debug("service not located, dialing the last known address", "service", d.service, "addr", target, "err", err)
+	return target
+}

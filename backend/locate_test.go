@@ -1,0 +1,103 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeLocator answers with addrs or err, whatever the test sets last.
+type fakeLocator struct {
+	mu    sync.Mutex
+	addrs []string
+	err   error
+}
+
+func (f *fakeLocator) set(addrs []string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.addrs, f.err = addrs, err
+}
+
+func (f *fakeLocator) Passing(ctx context.Context, service string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.addrs, f.err
+}
+
+// listener accepts connections on loopback and reports its address.
+func listener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestServiceDialerFollowsConsul(t *testing.T) {
+	old, moved, dsnAddr := listener(t), listener(t), listener(t)
+	loc := &fakeLocator{}
+	d := &serviceDialer{service: "postgres-primary", loc: loc, log: slog.New(slog.DiscardHandler)}
+	dial := func() string {
+		t.Helper()
+		c, err := d.Dial(context.Background(), "tcp", dsnAddr)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		defer c.Close()
+		return c.RemoteAddr().String()
+	}
+
+	loc.set(nil, errors.New("agent down"))
+	if got := dial(); got != dsnAddr {
+		t.Errorf("nothing located yet: dialed %s, want the DSN's %s", got, dsnAddr)
+	}
+	loc.set([]string{old}, nil)
+	if got := dial(); got != old {
+		t.Errorf("dialed %s, want the passing instance %s", got, old)
+	}
+	loc.set(nil, nil) // briefly no passing instance: keep the last one
+	if got := dial(); got != old {
+		t.Errorf("no passing instance: dialed %s, want the last known %s", got, old)
+	}
+	loc.set([]string{moved}, nil) // a planned stop placed it elsewhere
+	if got := dial(); got != moved {
+		t.Errorf("after the move: dialed %s, want %s", got, moved)
+	}
+	loc.set(nil, errors.New("agent down"))
+	if got := dial(); got != moved {
+		t.Errorf("consul down: dialed %s, want the last known %s", got, moved)
+	}
+}
+
+func TestServiceDialerReportsWhereItFailed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close()
+	d := &serviceDialer{service: "haproxy", loc: &fakeLocator{addrs: []string{gone}}, log: slog.New(slog.DiscardHandler)}
+	_, err = d.Dial(context.Background(), "tcp", "127.0.0.1:1")
+	if err == nil || !connectionError(err) {
+		t.Fatalf("err = %v, want a connection error", err)
+	}
+	if want := "dial haproxy at " + gone; !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want it to say %q", err, want)
+	}
+}
