@@ -85,6 +85,7 @@ var Scenarios = []Scenario{
 	{"backend-stop", "backend", FaultStop},
 	{"backend-kill", "backend", FaultKill},
 	{"backend-freeze", "backend", FaultFreeze},
+	{"primary-stop", "primary", FaultStop},
 	{"primary-kill", "primary", FaultKill},
 	{"haproxy-kill", "haproxy", FaultKill},
 	{"nginx-kill", "nginx", FaultKill},

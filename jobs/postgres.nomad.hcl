@@ -201,9 +201,11 @@ job "postgres" {
       }
 
       # Where the primary is, read by start.sh at each start (not env = true:
-      # Nomad would keep the first render's values across restarts). "noop": a
-      # primary that is briefly unhealthy must not restart the followers that
-      # serve reads; they keep streaming and reconnect on their own.
+      # Nomad would keep the first render's values across restarts). When it
+      # changes, "start.sh follow" points the running follower at the new
+      # address and reloads it: a primary that moved (planned stop,
+      # reschedule) is followed without restarting the followers that serve
+      # reads; one that is briefly unhealthy changes nothing.
       template {
         data        = <<-EOT
           {{ range service "postgres-primary|passing" -}}
@@ -211,7 +213,13 @@ job "postgres" {
           {{ end -}}
         EOT
         destination = "local/primary.env"
-        change_mode = "noop"
+        change_mode = "script"
+        change_script {
+          command       = "/bin/bash"
+          args          = ["-c", "exec \"$NOMAD_TASK_DIR/start.sh\" follow"]
+          timeout       = "10s"
+          fail_on_error = false
+        }
       }
 
       service {

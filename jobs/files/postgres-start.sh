@@ -3,6 +3,8 @@
 # cluster, schema and seed rows on first start) or a follower (copies the
 # primary with pg_basebackup on first start, then streams). Rendered by Nomad
 # into the task directory; settings come from the environment the job sets.
+# "start.sh follow" (a follower's change_script) points a running follower at
+# the primary's address now in primary.env and reloads it.
 set -euo pipefail
 
 : "${ROLE:?}" "${NAME:?}" "${PG_BIN:?}" "${NOMAD_ALLOC_DIR:?}" "${NOMAD_ALLOC_ID:?}" "${NOMAD_IP_pg:?}" "${NOMAD_PORT_pg:?}"
@@ -11,6 +13,31 @@ pgdata="$NOMAD_ALLOC_DIR/data/pgdata"
 # Unix sockets have a ~100 byte path limit, so they live outside the alloc dir.
 sockdir="/tmp/hastack-pg-$NOMAD_ALLOC_ID"
 as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
+
+# follow_primary: write where the primary is into DATA/primary.conf, from
+# primary.env; reports whether it changed. Without a passing primary, keeps
+# the last address (the walreceiver keeps retrying it).
+follow_primary() {
+	# shellcheck disable=SC1091 # rendered by Nomad from the Consul catalog
+	source "$NOMAD_TASK_DIR/primary.env"
+	[[ -n "${PRIMARY_ADDR:-}" ]] || return 1
+	local conf="$pgdata/primary.conf"
+	local want="primary_conninfo = 'host=${PRIMARY_ADDR%:*} port=${PRIMARY_ADDR##*:} user=replicator passfile=$NOMAD_SECRETS_DIR/pgpass application_name=$NAME'"
+	[[ -f "$conf" && "$(<"$conf")" == "$want" ]] && return 1
+	printf '%s\n' "$want" >"$conf.new"
+	chown postgres:postgres "$conf.new"
+	mv "$conf.new" "$conf"
+}
+
+if [[ "${1:-}" == follow ]]; then
+	# The primary moved (a planned stop, a reschedule): stream from its new
+	# address without restarting; primary_conninfo takes effect on reload.
+	if [[ -s "$pgdata/postmaster.pid" ]] && follow_primary; then
+		echo "primary now at $PRIMARY_ADDR: reloading" >&2
+		kill -HUP "$(head -n1 "$pgdata/postmaster.pid")"
+	fi
+	exit 0
+fi
 
 install -d -o postgres -g postgres -m 0700 "$pgdata" "$sockdir"
 install -o postgres -g postgres -m 0600 /dev/null "$NOMAD_SECRETS_DIR/pgpass"
@@ -107,13 +134,13 @@ primary)
 follower)
 	# shellcheck disable=SC1091 # rendered by Nomad from the Consul catalog
 	source "$NOMAD_TASK_DIR/primary.env"
+	: "${PRIMARY_ADDR:?no passing postgres-primary in Consul yet}"
 	[[ -s "$pgdata/PG_VERSION" ]] || init_follower
 	write_conf "$pgdata"
-	: "${PRIMARY_ADDR:?no passing postgres-primary in Consul yet}"
-	# Where the primary is now, as Consul says; a restart picks up a moved primary.
-	cat >>"$pgdata/hastack.conf" <<CONF
-primary_conninfo = 'host=${PRIMARY_ADDR%:*} port=${PRIMARY_ADDR##*:} user=replicator passfile=$NOMAD_SECRETS_DIR/pgpass application_name=$NAME'
-CONF
+	# Where the primary is now, as Consul says; "start.sh follow" updates it
+	# while the follower runs.
+	follow_primary || true
+	echo "include 'primary.conf'" >>"$pgdata/hastack.conf"
 	install -o postgres -g postgres -m 0600 /dev/null "$pgdata/standby.signal"
 	;;
 *)
