@@ -312,3 +312,74 @@ func TestReadsGoAroundAStalledQuery(t *testing.T) {
 		t.Errorf("%d drain loops hold a slot, want at most 1", active)
 	}
 }
+
+func TestBatchesTakeTheReadLanesInTurn(t *testing.T) {
+	lane := func(name string) *fakeDB {
+		db := &fakeDB{all: true}
+		db.row.name = name
+		return db
+	}
+	f0, f1 := lane("follower-0"), lane("follower-1")
+	s := newLaneStore([]db{f0, f1}, f0, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 1})
+
+	// One read at a time: each goes alone, and they alternate lanes, so a
+	// backend's reads alternate followers even when they never overlap.
+	per := map[string]int{}
+	for id := int64(1); id <= 10; id++ {
+		res, err := s.GetItem(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		per[res.Follower.Name]++
+	}
+	if per["follower-0"] != 5 || per["follower-1"] != 5 {
+		t.Errorf("reads per follower %v, want 5 and 5", per)
+	}
+
+	// A retry moves to the other lane: with one failure queued on each, the
+	// read fails on both and succeeds on the third attempt (staying on one
+	// lane, it would have succeeded on the second, leaving one failure).
+	f0.mu.Lock()
+	f0.fails = []error{io.ErrUnexpectedEOF}
+	f0.mu.Unlock()
+	f1.mu.Lock()
+	f1.fails = []error{io.ErrUnexpectedEOF}
+	f1.mu.Unlock()
+	res, err := s.GetItem(context.Background(), 42)
+	if err != nil || res.Attempts != 3 {
+		t.Fatalf("got %+v %v, want the row after 3 attempts", res, err)
+	}
+	f0.mu.Lock()
+	f1.mu.Lock()
+	left := len(f0.fails) + len(f1.fails)
+	f1.mu.Unlock()
+	f0.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d queued failures left, want 0: each lane had its turn", left)
+	}
+}
+
+func TestALaneThatFailedIsPassedOver(t *testing.T) {
+	lane := func(name string) *fakeDB {
+		db := &fakeDB{all: true}
+		db.row.name = name
+		return db
+	}
+	f0, f1 := lane("follower-0"), lane("follower-1")
+	s := newLaneStore([]db{f0, f1}, f0, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 1})
+	f0.fails = []error{io.ErrUnexpectedEOF, io.ErrUnexpectedEOF, io.ErrUnexpectedEOF}
+
+	// Whichever lane comes first, follower-0's fails once and is then
+	// passed over: every read is served by follower-1, none fails twice.
+	for id := int64(1); id <= 6; id++ {
+		res, err := s.GetItem(context.Background(), id)
+		if err != nil || res.Follower.Name != "follower-1" {
+			t.Fatalf("read %d: %+v %v, want it from follower-1", id, res, err)
+		}
+	}
+	f0.mu.Lock()
+	defer f0.mu.Unlock()
+	if f0.calls != 1 {
+		t.Errorf("follower-0's lane got %d queries, want 1 (then passed over)", f0.calls)
+	}
+}

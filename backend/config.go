@@ -121,10 +121,13 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	// queue and go out together in the next one (see readBatcher), so
 	// fewer queries in flight mean larger batches and less work per read.
 	// One per backend serves the most requests when the stack shares a few
-	// cores (scripts/bench.sh). The pool keeps a few more connections for
-	// retries and for reads that must go around a query that stalled.
+	// cores (scripts/bench.sh). Successive batches take the read
+	// connections in turn (see PGStore): HAProxy's leastconn spreads the
+	// backends' connections evenly over the followers, so reads spread
+	// evenly too, and four per backend make it likely that each backend
+	// has a connection to every follower for retries to go to.
 	readConc := fs.Int64("read-concurrency", env.int64("READ_CONCURRENCY", 1), "read queries in flight at once; reads beyond go out together in the next (env READ_CONCURRENCY)")
-	readPool := fs.Int64("read-pool-size", env.int64("READ_POOL_SIZE", 4), "max connections of the read pool, at least -read-concurrency (env READ_POOL_SIZE)")
+	readPool := fs.Int64("read-pool-size", env.int64("READ_POOL_SIZE", 4), "read connections, taken in turn by successive queries; at least -read-concurrency (env READ_POOL_SIZE)")
 	// Reads that arrive while every read connection is busy go out
 	// together, in one query, when a connection comes free.
 	readBatch := fs.Int64("read-batch-max", env.int64("READ_BATCH_MAX", 32), "max reads sent in one query when reads queue for a connection; 1 sends each alone (env READ_BATCH_MAX)")

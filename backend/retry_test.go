@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 func TestConnectionError(t *testing.T) {
@@ -363,7 +364,7 @@ func realStore(t *testing.T, dsn string, read RetryPolicy) *PGStore {
 		t.Fatal(err)
 	}
 	t.Cleanup(wp.Close)
-	return NewPGStore(rp, wp, StoreOptions{ReadPolicy: read, WritePolicy: DefaultWritePolicy()})
+	return NewPGStore([]*pgxpool.Pool{rp}, wp, StoreOptions{ReadPolicy: read, WritePolicy: DefaultWritePolicy()})
 }
 
 func TestStoreAgainstUnreachableDatabase(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -52,7 +53,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		defer stop()
 	}
 
-	readOpts := poolOptions{maxConns: int32(cfg.ReadPoolSize), lifetime: readConnLifetime}
+	// Each read lane is a pool of one connection (see PGStore).
+	readOpts := poolOptions{maxConns: 1, lifetime: readConnLifetime}
 	writeOpts := poolOptions{maxConns: int32(cfg.WritePoolSize), lifetime: writeConnLifetime}
 	if cfg.ReadService != "" || cfg.WriteService != "" {
 		loc, err := newConsulLocator()
@@ -66,26 +68,33 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			writeOpts.dial = (&serviceDialer{service: cfg.WriteService, loc: loc, log: log}).Dial
 		}
 	}
-	readPool, err := newPool(ctx, cfg.ReadDSN, readOpts)
-	if err != nil {
-		return fmt.Errorf("read pool: %w", err)
+	pools := map[string]*pgxpool.Pool{}
+	readPools := make([]*pgxpool.Pool, cfg.ReadPoolSize)
+	for i := range readPools {
+		p, err := newPool(ctx, cfg.ReadDSN, readOpts)
+		if err != nil {
+			return fmt.Errorf("read pool: %w", err)
+		}
+		defer p.Close()
+		readPools[i] = p
+		pools["read-"+strconv.Itoa(i)] = p
 	}
-	defer readPool.Close()
 	writePool, err := newPool(ctx, cfg.WriteDSN, writeOpts)
 	if err != nil {
 		return fmt.Errorf("write pool: %w", err)
 	}
 	defer writePool.Close()
+	pools["write"] = writePool
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newPoolCollector(map[string]*pgxpool.Pool{"read": readPool, "write": writePool}),
+		newPoolCollector(pools),
 	)
 	metrics := NewMetrics(reg)
 
-	store := NewPGStore(readPool, writePool, StoreOptions{
+	store := NewPGStore(readPools, writePool, StoreOptions{
 		ReadPolicy:      DefaultReadPolicy(cfg.ReadAttemptTimeout),
 		WritePolicy:     DefaultWritePolicy(),
 		ReadConcurrency: cfg.ReadConcurrency,
@@ -113,7 +122,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	var wg sync.WaitGroup
 	probeCtx, stopProbes := context.WithTimeout(ctx, time.Second)
 	defer stopProbes()
-	for name, pool := range map[string]*pgxpool.Pool{"read": readPool, "write": writePool} {
+	for name, pool := range pools {
 		wg.Go(func() {
 			if err := pool.Ping(probeCtx); err != nil {
 				log.Warn("database not reachable yet", "pool", name, "err", err)

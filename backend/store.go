@@ -86,10 +86,21 @@ ON CONFLICT (request_id) DO UPDATE SET request_id = EXCLUDED.request_id
 RETURNING id, created_at, payload, xmax <> 0`
 )
 
-// PGStore is the Postgres Store: reads through a pool behind HAProxy to the
-// followers, writes through a pool to the primary.
+// PGStore is the Postgres Store: reads through HAProxy to the followers,
+// writes through a pool to the primary.
+//
+// Reads go over a few connections ("lanes", each a pool of one connection),
+// taken in turn by successive batches, and a retry moves to the next lane.
+// HAProxy balances connections, not queries, so taking the lanes in turn is
+// what spreads reads over the followers: a pool hands out its most recently
+// used connection first, which kept a backend's reads on one follower for
+// seconds at a time. A lane whose query failed at the connection level is
+// passed over for laneSuspectFor, and a lane still busy with a stalled query
+// is passed over too, while another lane is free.
 type PGStore struct {
-	read, write db
+	lanes       []*readLane
+	nextLane    atomic.Uint32
+	write       db
 	reads       *readBatcher
 	readPolicy  RetryPolicy
 	writePolicy RetryPolicy
@@ -117,13 +128,80 @@ type StoreOptions struct {
 	Logger      *slog.Logger
 }
 
-// NewPGStore returns a store over the given read and write pools. It does
-// not own the pools; the caller closes them.
-func NewPGStore(read, write *pgxpool.Pool, opts StoreOptions) *PGStore {
-	return newStore(read, write, opts)
+// NewPGStore returns a store over the given read lanes and write pool. It
+// does not own the pools; the caller closes them.
+func NewPGStore(reads []*pgxpool.Pool, write *pgxpool.Pool, opts StoreOptions) *PGStore {
+	lanes := make([]db, len(reads))
+	for i, p := range reads {
+		lanes[i] = p
+	}
+	return newLaneStore(lanes, write, opts)
 }
 
+// laneSuspectFor is how long a lane whose query failed at the connection
+// level is passed over: about as long as Consul and HAProxy take to drop a
+// dead or hung follower, so the lane's next connection goes elsewhere.
+const laneSuspectFor = 2 * time.Second
+
+// readLane is one read connection (a pool of one).
+type readLane struct {
+	db
+	suspectUntil atomic.Int64 // unix nanoseconds
+	follower     atomic.Value // string: who answered its last query
+}
+
+// suspect passes over lane, and every lane whose last query went to the
+// same follower, for laneSuspectFor: their connections likely lead to the
+// same dead or hung server.
+func (s *PGStore) suspect(lane *readLane) {
+	until := time.Now().Add(laneSuspectFor).UnixNano()
+	lane.suspectUntil.Store(until)
+	f, _ := lane.follower.Load().(string)
+	if f == "" {
+		return
+	}
+	for _, l := range s.lanes {
+		if g, _ := l.follower.Load().(string); g == f {
+			l.suspectUntil.Store(until)
+		}
+	}
+}
+
+// busy reports whether the lane's connection is taken (or being opened).
+func (l *readLane) busy() bool {
+	p, ok := l.db.(*pgxpool.Pool)
+	if !ok {
+		return false
+	}
+	st := p.Stat()
+	return st.AcquiredConns()+st.ConstructingConns() >= st.MaxConns()
+}
+
+// pickLane returns the lane for attempt n (from 1) of a batch that starts
+// at base: the next in turn that is neither suspect nor busy, or the one in
+// turn when none is free.
+func (s *PGStore) pickLane(base uint32, n int32) *readLane {
+	now := time.Now().UnixNano()
+	first := int((base + uint32(n) - 1) % uint32(len(s.lanes)))
+	for k := range s.lanes {
+		l := s.lanes[(first+k)%len(s.lanes)]
+		if l.suspectUntil.Load() <= now && !l.busy() {
+			return l
+		}
+	}
+	return s.lanes[first]
+}
+
+// newStore returns a store with a single read lane.
 func newStore(read, write db, opts StoreOptions) *PGStore {
+	return newLaneStore([]db{read}, write, opts)
+}
+
+func newLaneStore(dbs []db, write db, opts StoreOptions) *PGStore {
+	lanes := make([]*readLane, len(dbs))
+	for i, d := range dbs {
+		lanes[i] = &readLane{db: d}
+	}
 	if opts.ReadPolicy.MaxAttempts == 0 {
 		opts.ReadPolicy = DefaultReadPolicy(700 * time.Millisecond)
 	}
@@ -134,7 +212,7 @@ func newStore(read, write db, opts StoreOptions) *PGStore {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &PGStore{
-		read: read, write: write,
+		lanes: lanes, write: write,
 		readPolicy: opts.ReadPolicy, writePolicy: opts.WritePolicy,
 		onReadRetry: opts.OnReadRetry, log: opts.Logger,
 	}
@@ -182,29 +260,42 @@ func (s *PGStore) readItems(ctx context.Context, ids []int64, tries *atomic.Int3
 			s.onReadRetry()
 		}
 	}
+	base := s.nextLane.Add(1)
 	attempts, err := retry(ctx, s.readPolicy, connectionError, onRetry, func(ctx context.Context) error {
-		tries.Add(1)
-		items, from = make(map[int64]Item, len(ids)), Follower{}
-		rows, err := s.read.Query(ctx, readItemsSQL, ids)
-		if err != nil {
-			return err
+		lane := s.pickLane(base, tries.Add(1))
+		err := s.queryItems(ctx, lane, ids, &items, &from)
+		switch {
+		case err == nil && from.Name != "":
+			lane.follower.Store(from.Name)
+		case connectionError(err):
+			s.suspect(lane)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var it Item
-			var host *string
-			var port *int32
-			if err := rows.Scan(&it.ID, &it.Payload, &it.CreatedAt, &from.Name, &host, &port); err != nil {
-				return err
-			}
-			if host != nil && port != nil {
-				from.Addr = net.JoinHostPort(*host, strconv.Itoa(int(*port)))
-			}
-			items[it.ID] = it
-		}
-		return rows.Err()
+		return err
 	})
 	return items, from, attempts, err
+}
+
+// queryItems runs one read of ids on lane.
+func (s *PGStore) queryItems(ctx context.Context, lane *readLane, ids []int64, items *map[int64]Item, from *Follower) error {
+	*items, *from = make(map[int64]Item, len(ids)), Follower{}
+	rows, err := lane.Query(ctx, readItemsSQL, ids)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var it Item
+		var host *string
+		var port *int32
+		if err := rows.Scan(&it.ID, &it.Payload, &it.CreatedAt, &from.Name, &host, &port); err != nil {
+			return err
+		}
+		if host != nil && port != nil {
+			from.Addr = net.JoinHostPort(*host, strconv.Itoa(int(*port)))
+		}
+		(*items)[it.ID] = it
+	}
+	return rows.Err()
 }
 
 // CreateItem inserts an item on the primary. Without a key an insert is not
@@ -234,12 +325,25 @@ func (s *PGStore) CreateItem(ctx context.Context, payload, key string) (Item, er
 	}
 }
 
-// Ready pings a follower through the read pool.
+// Ready pings a follower through every read lane at once: ready as soon as
+// one answers, so a lane stuck on a hung follower does not make the whole
+// backend look down.
 func (s *PGStore) Ready(ctx context.Context) error {
-	if err := s.read.Ping(ctx); err != nil {
-		return fmt.Errorf("ping read pool: %w: %w", ErrUnavailable, err)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(s.lanes))
+	for _, lane := range s.lanes {
+		go func() { errs <- lane.Ping(ctx) }()
 	}
-	return nil
+	var failed []error
+	for range s.lanes {
+		err := <-errs
+		if err == nil {
+			return nil
+		}
+		failed = append(failed, err)
+	}
+	return fmt.Errorf("ping read connections: %w: %w", ErrUnavailable, errors.Join(failed...))
 }
 
 // poolOptions are the pool settings shared by the read and write pools.

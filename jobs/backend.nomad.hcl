@@ -37,7 +37,7 @@ variable "read_concurrency" {
 
 variable "read_pool_size" {
   type        = number
-  description = "Read connections per backend through HAProxy (at least read_concurrency): the spare ones serve retries and reads that go around a query on a hung follower."
+  description = "Read connections per backend through HAProxy (at least read_concurrency), taken in turn by successive queries, so reads spread over the followers as evenly as HAProxy spreads the connections; a retry, or reads going around a query on a hung follower, take a connection to another follower."
   default     = 4
 }
 

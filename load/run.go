@@ -163,9 +163,11 @@ func do(ctx context.Context, client *http.Client, cfg Config, seq int64) Result 
 
 	r := Result{Seq: seq, Method: http.MethodGet, Start: time.Now()}
 	var body io.Reader
+	var key string
 	if isWrite(cfg.WriteRatio, seq) {
 		r.Method = http.MethodPost
-		body = strings.NewReader(fmt.Sprintf(`{"payload":"load-%d-%d"}`, r.Start.UnixNano(), seq))
+		key = fmt.Sprintf("load-%d-%d", r.Start.UnixNano(), seq)
+		body = strings.NewReader(fmt.Sprintf(`{"payload":%q}`, key))
 	}
 	req, err := http.NewRequestWithContext(ctx, r.Method, cfg.URL, body)
 	if err != nil {
@@ -175,6 +177,11 @@ func do(ctx context.Context, client *http.Client, cfg Config, seq int64) Result 
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+		// Writes carry an idempotency key, as the API invites: the backend
+		// writes a repeated key once, so Go's transport may resend the POST
+		// when a kept-alive connection turns out closed (Nginx closes idle
+		// ones when it reloads), like it resends GETs.
+		req.Header.Set("Idempotency-Key", key)
 	}
 
 	resp, err := client.Do(req)
