@@ -7,11 +7,12 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
+
+	"hastack/catalog"
 )
 
 // lookupTimeout bounds one question to the Consul agent; past it a new
@@ -37,17 +38,13 @@ func newConsulLocator() (*consulLocator, error) {
 }
 
 func (l *consulLocator) Passing(ctx context.Context, service string) ([]string, error) {
-	entries, _, err := l.client.Health().Service(service, "", true, (&consul.QueryOptions{}).WithContext(ctx))
+	insts, err := catalog.Passing(ctx, l.client, service)
 	if err != nil {
-		return nil, fmt.Errorf("ask consul for %s: %w", service, err)
+		return nil, err
 	}
-	addrs := make([]string, 0, len(entries))
-	for _, e := range entries {
-		host := e.Service.Address
-		if host == "" {
-			host = e.Node.Address
-		}
-		addrs = append(addrs, net.JoinHostPort(host, strconv.Itoa(e.Service.Port)))
+	addrs := make([]string, len(insts))
+	for i, in := range insts {
+		addrs[i] = in.Addr
 	}
 	return addrs, nil
 }

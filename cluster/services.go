@@ -3,44 +3,19 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net"
 	"sort"
 	"strconv"
 	"strings"
 
-	consul "github.com/hashicorp/consul/api"
+	"hastack/catalog"
 )
 
 // Instance is one passing instance of a Consul service.
-type Instance struct {
-	Service string
-	ID      string
-	Addr    string // host:port
-	Meta    map[string]string
-}
+type Instance = catalog.Instance
 
 // Passing lists the instances of service whose checks all pass.
 func (c *Clients) Passing(ctx context.Context, service string) ([]Instance, error) {
-	q := (&consul.QueryOptions{}).WithContext(ctx)
-	entries, _, err := c.Consul.Health().Service(service, "", true, q)
-	if err != nil {
-		return nil, fmt.Errorf("consul health of %s: %w", service, err)
-	}
-	out := make([]Instance, 0, len(entries))
-	for _, e := range entries {
-		addr := e.Service.Address
-		if addr == "" {
-			addr = e.Node.Address
-		}
-		out = append(out, Instance{
-			Service: service,
-			ID:      e.Service.ID,
-			Addr:    net.JoinHostPort(addr, strconv.Itoa(e.Service.Port)),
-			Meta:    e.Service.Meta,
-		})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
-	return out, nil
+	return catalog.Passing(ctx, c.Consul, service)
 }
 
 // ParseWants reads "service=count" arguments.
