@@ -313,14 +313,20 @@ func TestReadsGoAroundAStalledQuery(t *testing.T) {
 	}
 }
 
-func TestBatchesTakeTheReadLanesInTurn(t *testing.T) {
+// twoLaneStore is a store with two read lanes, one per follower, that hold
+// every id; one read query in flight.
+func twoLaneStore() (s *PGStore, f0, f1 *fakeDB) {
 	lane := func(name string) *fakeDB {
 		db := &fakeDB{all: true}
 		db.row.name = name
 		return db
 	}
-	f0, f1 := lane("follower-0"), lane("follower-1")
-	s := newLaneStore([]db{f0, f1}, f0, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 1})
+	f0, f1 = lane("follower-0"), lane("follower-1")
+	return newLaneStore([]db{f0, f1}, f0, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 1}), f0, f1
+}
+
+func TestBatchesTakeTheReadLanesInTurn(t *testing.T) {
+	s, f0, f1 := twoLaneStore()
 
 	// One read at a time: each goes alone, and they alternate lanes, so a
 	// backend's reads alternate followers even when they never overlap.
@@ -360,13 +366,7 @@ func TestBatchesTakeTheReadLanesInTurn(t *testing.T) {
 }
 
 func TestALaneThatFailedIsPassedOver(t *testing.T) {
-	lane := func(name string) *fakeDB {
-		db := &fakeDB{all: true}
-		db.row.name = name
-		return db
-	}
-	f0, f1 := lane("follower-0"), lane("follower-1")
-	s := newLaneStore([]db{f0, f1}, f0, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 1})
+	s, f0, _ := twoLaneStore()
 	f0.fails = []error{io.ErrUnexpectedEOF, io.ErrUnexpectedEOF, io.ErrUnexpectedEOF}
 
 	// Whichever lane comes first, follower-0's fails once and is then

@@ -29,24 +29,11 @@ func (f *fakeLocator) Passing(ctx context.Context, service string) ([]string, er
 	return f.addrs, f.err
 }
 
-// listener accepts connections on loopback and reports its address.
+// listener accepts connections on loopback (and closes them) and reports
+// its address.
 func listener(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
+	return fakeServer(t, func(c net.Conn) { c.Close() })
 }
 
 func TestServiceDialerFollowsConsul(t *testing.T) {
@@ -86,14 +73,9 @@ func TestServiceDialerFollowsConsul(t *testing.T) {
 }
 
 func TestServiceDialerReportsWhereItFailed(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gone := ln.Addr().String()
-	ln.Close()
+	gone := closedAddr(t)
 	d := &serviceDialer{service: "haproxy", loc: &fakeLocator{addrs: []string{gone}}, log: slog.New(slog.DiscardHandler)}
-	_, err = d.Dial(context.Background(), "tcp", "127.0.0.1:1")
+	_, err := d.Dial(context.Background(), "tcp", "127.0.0.1:1")
 	if err == nil || !connectionError(err) {
 		t.Fatalf("err = %v, want a connection error", err)
 	}

@@ -301,8 +301,8 @@ func TestCreateItemRetriesOnlyUnsent(t *testing.T) {
 	})
 }
 
-// closedPortDSN returns a DSN for a loopback port nothing listens on.
-func closedPortDSN(t *testing.T) string {
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -310,7 +310,18 @@ func closedPortDSN(t *testing.T) string {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	return dsnFor(addr)
+	return addr
+}
+
+// closedPortDSN returns a DSN for a loopback port nothing listens on.
+func closedPortDSN(t *testing.T) string {
+	t.Helper()
+	return dsnFor(closedAddr(t))
+}
+
+// newStore returns a store with a single read lane.
+func newStore(read, write db, opts StoreOptions) *PGStore {
+	return newLaneStore([]db{read}, write, opts)
 }
 
 func dsnFor(addr string) string {

@@ -192,11 +192,6 @@ func (s *PGStore) pickLane(base uint32, n int32) *readLane {
 	return s.lanes[first]
 }
 
-// newStore returns a store with a single read lane.
-func newStore(read, write db, opts StoreOptions) *PGStore {
-	return newLaneStore([]db{read}, write, opts)
-}
-
 func newLaneStore(dbs []db, write db, opts StoreOptions) *PGStore {
 	lanes := make([]*readLane, len(dbs))
 	for i, d := range dbs {
