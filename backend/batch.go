@@ -23,9 +23,8 @@ import (
 type readBatcher struct {
 	// exec reads the items with the given distinct ids in one query (with
 	// its own retries, each counted in tries as it starts) and reports which
-	// follower answered and how many attempts it took. Ids without a row are
-	// absent from the map.
-	exec       func(ctx context.Context, ids []int64, tries *atomic.Int32) (map[int64]Item, Follower, int, error)
+	// follower answered. Ids without a row are absent from the map.
+	exec       func(ctx context.Context, ids []int64, tries *atomic.Int32) (map[int64]Item, Follower, error)
 	maxBatch   int
 	maxActive  int
 	stallAfter time.Duration // zero: never
@@ -118,7 +117,7 @@ func (b *readBatcher) release() {
 // take removes up to maxBatch live reads from the head of the queue,
 // dropping reads whose caller has already given up. b.mu must be held.
 func (b *readBatcher) take() []*pendingRead {
-	batch := make([]*pendingRead, 0, min(len(b.queue), max(b.maxBatch, 1)))
+	batch := make([]*pendingRead, 0, min(len(b.queue), b.maxBatch))
 	tries := new(atomic.Int32)
 	n := 0
 	for _, p := range b.queue {
@@ -161,9 +160,10 @@ func (b *readBatcher) run(batch []*pendingRead) (stalled bool) {
 			stalled = !t.Stop()
 		}()
 	}
-	items, from, attempts, err := b.exec(ctx, ids, batch[0].tries)
+	tries := batch[0].tries
+	items, from, err := b.exec(ctx, ids, tries)
 	for _, p := range batch {
-		r := batchResult{follower: from, attempts: attempts, err: err}
+		r := batchResult{follower: from, attempts: int(tries.Load()), err: err}
 		if err == nil {
 			r.item, r.found = items[p.id]
 		}

@@ -242,9 +242,9 @@ func (s *PGStore) GetItem(ctx context.Context, id int64) (ReadResult, error) {
 }
 
 // readItems reads the items with the given ids in one query on one
-// connection, retrying connection-level failures. It returns the rows found
-// by id, the follower that answered and the attempts made.
-func (s *PGStore) readItems(ctx context.Context, ids []int64, tries *atomic.Int32) (map[int64]Item, Follower, int, error) {
+// connection, retrying connection-level failures; tries counts the
+// attempts. It returns the rows found by id and the follower that answered.
+func (s *PGStore) readItems(ctx context.Context, ids []int64, tries *atomic.Int32) (map[int64]Item, Follower, error) {
 	var (
 		items map[int64]Item
 		from  Follower
@@ -256,7 +256,7 @@ func (s *PGStore) readItems(ctx context.Context, ids []int64, tries *atomic.Int3
 		}
 	}
 	base := s.nextLane.Add(1)
-	attempts, err := retry(ctx, s.readPolicy, connectionError, onRetry, func(ctx context.Context) error {
+	_, err := retry(ctx, s.readPolicy, connectionError, onRetry, func(ctx context.Context) error {
 		lane := s.pickLane(base, tries.Add(1))
 		err := s.queryItems(ctx, lane, ids, &items, &from)
 		switch {
@@ -267,7 +267,7 @@ func (s *PGStore) readItems(ctx context.Context, ids []int64, tries *atomic.Int3
 		}
 		return err
 	})
-	return items, from, attempts, err
+	return items, from, err
 }
 
 // queryItems runs one read of ids on lane.
