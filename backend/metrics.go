@@ -1,10 +1,6 @@
 package backend
 
 import (
-	"strconv"
-	"sync"
-	"time"
-
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -15,35 +11,6 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	readRetries prometheus.Counter
 	readBatch   prometheus.Histogram
-
-	// Children of requests and duration by label values, so the hot path
-	// does not hash labels and format the status code on every request.
-	children sync.Map // routeCode -> *requestChildren
-}
-
-type routeCode struct {
-	route string
-	code  int
-}
-
-type requestChildren struct {
-	count    prometheus.Counter
-	duration prometheus.Observer
-}
-
-// observeRequest counts one request of route answered with code, taking d.
-func (m *Metrics) observeRequest(route string, code int, d time.Duration) {
-	key := routeCode{route, code}
-	c, ok := m.children.Load(key)
-	if !ok {
-		c, _ = m.children.LoadOrStore(key, &requestChildren{
-			count:    m.requests.WithLabelValues(route, strconv.Itoa(code)),
-			duration: m.duration.WithLabelValues(route),
-		})
-	}
-	rc := c.(*requestChildren)
-	rc.count.Inc()
-	rc.duration.Observe(d.Seconds())
 }
 
 // NewMetrics registers the service's instruments on reg.

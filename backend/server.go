@@ -91,7 +91,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sw.code = http.StatusOK
 	}
 	if s.metrics != nil {
-		s.metrics.observeRequest(route, sw.code, time.Since(start))
+		s.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		s.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	}
 	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", route, "code", sw.code, "took", time.Since(start))
 }
