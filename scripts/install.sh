@@ -52,5 +52,7 @@ build_tool consul-template v0.41.1
 build_tool consul v1.16.3
 build_tool nomad v1.6.1
 log "hastack binaries: building"
-(cd "$ROOT" && go build -trimpath -o "$BIN/" ./cmd/...)
+# Static, without cgo: no libc or loader mapped into every backend (about
+# 1.4 MiB of its RSS), and Go's own DNS resolver.
+(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -o "$BIN/" ./cmd/...)
 log "install done: binaries in $BIN"
