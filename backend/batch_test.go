@@ -383,3 +383,63 @@ func TestALaneThatFailedIsPassedOver(t *testing.T) {
 		t.Errorf("follower-0's lane got %d queries, want 1 (then passed over)", f0.calls)
 	}
 }
+
+// pingProbe is a read lane whose ping takes delay, and reports on cut
+// whether its context ended before that.
+type pingProbe struct {
+	*fakeDB
+	delay time.Duration
+	cut   chan bool
+}
+
+func (p *pingProbe) Ping(ctx context.Context) error {
+	t := time.NewTimer(p.delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		p.cut <- false
+		return nil
+	case <-ctx.Done():
+		p.cut <- true
+		return ctx.Err()
+	}
+}
+
+// Ready answers as soon as one lane does, but the slower pings must run to
+// their end: pgx closes a connection whose ping is cancelled midway, and
+// every /readyz would then cost the lanes their connections.
+func TestReadyLeavesTheSlowerPingsAlone(t *testing.T) {
+	slow := &pingProbe{fakeDB: &fakeDB{}, delay: 50 * time.Millisecond, cut: make(chan bool, 1)}
+	s := newLaneStore([]db{&fakeDB{}, slow}, &fakeDB{}, StoreOptions{ReadPolicy: noBackoff})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("Ready = %v, want nil: one lane answered", err)
+	}
+	cancel() // what net/http does to the request's context once /readyz has answered
+	if <-slow.cut {
+		t.Error("the slower lane's ping was cancelled once the first lane answered")
+	}
+}
+
+// The pings stay bounded by the caller's deadline: a hung lane does not
+// keep Ready, or its own ping, waiting past it.
+func TestReadyIsBoundedByTheDeadline(t *testing.T) {
+	hung := &pingProbe{fakeDB: &fakeDB{}, delay: time.Hour, cut: make(chan bool, 1)}
+	down := &fakeDB{pingErr: io.ErrUnexpectedEOF}
+	s := newLaneStore([]db{down, hung}, &fakeDB{}, StoreOptions{ReadPolicy: noBackoff})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := s.Ready(ctx)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Ready = %v, want ErrUnavailable", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Ready took %s with a 50ms deadline", took)
+	}
+	if !<-hung.cut {
+		t.Error("the hung lane's ping ran past the deadline")
+	}
+}
