@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -47,6 +48,21 @@ func (l *consulLocator) Passing(ctx context.Context, service string) ([]string, 
 		addrs[i] = in.Addr
 	}
 	return addrs, nil
+}
+
+// WaitPassing waits (a Consul blocking query, see catalog.WaitPassing) for
+// the passing set of service to differ from the one at index, and returns
+// the instances' names (their "name" meta, else their ID).
+func (l *consulLocator) WaitPassing(ctx context.Context, service string, index uint64) ([]string, uint64, error) {
+	insts, next, err := catalog.WaitPassing(ctx, l.client, service, index, watchWait)
+	if err != nil {
+		return nil, 0, err
+	}
+	names := make([]string, len(insts))
+	for i, in := range insts {
+		names[i] = cmp.Or(in.Meta["name"], in.ID)
+	}
+	return names, next, nil
 }
 
 // serviceDialer opens database connections to wherever Consul says the

@@ -17,9 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// Connection lifetimes: reads rebalance over the followers within 10-15s
-// after one rejoins; the primary is a single server, so write connections
-// only need recycling now and then.
+// Connection lifetimes: read connections are recycled within 10-15 s, so
+// reads spread over the followers again after one rejoins even without
+// FollowerService (which does it at once); the primary is a single server,
+// so write connections only need recycling now and then.
 const (
 	readConnLifetime  = 10 * time.Second
 	writeConnLifetime = 5 * time.Minute
@@ -56,8 +57,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Each read lane is a pool of one connection (see PGStore).
 	readOpts := poolOptions{maxConns: 1, lifetime: readConnLifetime}
 	writeOpts := poolOptions{maxConns: int32(cfg.WritePoolSize), lifetime: writeConnLifetime}
-	if cfg.ReadService != "" || cfg.WriteService != "" {
-		loc, err := newConsulLocator()
+	var loc *consulLocator
+	if cfg.ReadService != "" || cfg.WriteService != "" || cfg.FollowerService != "" {
+		loc, err = newConsulLocator()
 		if err != nil {
 			return err
 		}
@@ -105,6 +107,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		OnReadBatch:    func(n int) { metrics.readBatch.Observe(float64(n)) },
 		Logger:         log,
 	})
+	if cfg.FollowerService != "" {
+		// Stopped and waited for before the pools close (defers run last first).
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		r := startRebalancer(watchCtx, loc, cfg.FollowerService, store, log)
+		defer r.wg.Wait()
+		defer stopWatch()
+	}
 	srv := &http.Server{
 		Handler: NewServer(ServerOptions{
 			ID: cfg.ID, Store: store, SeedRows: cfg.SeedRows, RequestTimeout: cfg.RequestTimeout,

@@ -79,6 +79,8 @@ const (
 	// One round trip returns the rows of a batch of reads (see readBatcher)
 	// and which follower served them.
 	readItemsSQL = `SELECT id, payload, created_at, current_setting('cluster_name'), host(inet_server_addr()), inet_server_port() FROM items WHERE id = ANY($1)`
+	// Which follower a read connection reached.
+	followerNameSQL = `SELECT current_setting('cluster_name')`
 	// An insert keyed by request_id (NULL: no key, never conflicts). On a
 	// repeated key the no-op update locks and returns the existing row, even
 	// when the first insert commits concurrently; xmax <> 0 marks that case.
@@ -149,6 +151,7 @@ type readLane struct {
 	db
 	suspectUntil atomic.Int64 // unix nanoseconds
 	follower     atomic.Value // string: who answered its last query
+	retiring     atomic.Bool  // moving to a new connection (see spreadReads)
 }
 
 // suspect passes over lane, and every lane whose last query went to the
@@ -179,14 +182,14 @@ func (l *readLane) busy() bool {
 }
 
 // pickLane returns the lane for attempt n (from 1) of a batch that starts
-// at base: the next in turn that is neither suspect nor busy, or the one in
-// turn when none is free.
+// at base: the next in turn that is neither suspect, moving to a new
+// connection, nor busy; or the one in turn when none is free.
 func (s *PGStore) pickLane(base uint32, n int32) *readLane {
 	now := time.Now().UnixNano()
 	first := int((base + uint32(n) - 1) % uint32(len(s.lanes)))
 	for k := range s.lanes {
 		l := s.lanes[(first+k)%len(s.lanes)]
-		if l.suspectUntil.Load() <= now && !l.busy() {
+		if l.suspectUntil.Load() <= now && !l.retiring.Load() && !l.busy() {
 			return l
 		}
 	}
@@ -265,6 +268,7 @@ func (s *PGStore) readItems(ctx context.Context, ids []int64, tries *atomic.Int3
 			lane.follower.Store(from.Name)
 		case connectionError(err):
 			s.suspect(lane)
+			lane.follower.Store("") // its connection is gone
 		}
 		return err
 	})

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"time"
 
 	consul "github.com/hashicorp/consul/api"
 )
@@ -23,10 +24,18 @@ type Instance struct {
 
 // Passing lists the instances of service whose checks all pass, by address.
 func Passing(ctx context.Context, c *consul.Client, service string) ([]Instance, error) {
-	q := (&consul.QueryOptions{}).WithContext(ctx)
-	entries, _, err := c.Health().Service(service, "", true, q)
+	insts, _, err := WaitPassing(ctx, c, service, 0, 0)
+	return insts, err
+}
+
+// WaitPassing is Passing as a Consul blocking query: with index > 0 it
+// answers once the passing set differs from the one at index, or after
+// about wait. It returns the index to pass to the next call.
+func WaitPassing(ctx context.Context, c *consul.Client, service string, index uint64, wait time.Duration) ([]Instance, uint64, error) {
+	q := (&consul.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
+	entries, meta, err := c.Health().Service(service, "", true, q)
 	if err != nil {
-		return nil, fmt.Errorf("consul health of %s: %w", service, err)
+		return nil, 0, fmt.Errorf("consul health of %s: %w", service, err)
 	}
 	out := make([]Instance, 0, len(entries))
 	for _, e := range entries {
@@ -42,5 +51,5 @@ func Passing(ctx context.Context, c *consul.Client, service string) ([]Instance,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
-	return out, nil
+	return out, meta.LastIndex, nil
 }

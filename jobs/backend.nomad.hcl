@@ -103,6 +103,9 @@ job "backend" {
         # a primary or HAProxy that moved is found without a restart.
         READ_SERVICE  = "haproxy"
         WRITE_SERVICE = "postgres-primary"
+        # A follower that joins (replaced, restarted, thawed) gets its share
+        # of the read connections at once, not as they expire.
+        FOLLOWER_SERVICE = "postgres-follower"
 
         READ_CONCURRENCY = var.read_concurrency
         READ_POOL_SIZE   = var.read_pool_size

@@ -1,0 +1,248 @@
+package backend
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Rebalancing reads when a follower joins. HAProxy balances connections,
+// not queries, and the read lanes keep their connections for
+// readConnLifetime: without help, a follower that comes back (replaced,
+// restarted, or thawed after a hang) gets reads only as the lanes' old
+// connections expire, up to 15 s later. So the backend watches the
+// followers' passing set in Consul and, when one joins, moves read lanes to
+// new connections one at a time until its lanes are spread evenly over the
+// passing followers (HAProxy's leastconn sends a new connection to the
+// follower with the fewest).
+
+const (
+	// watchWait is how long one Consul blocking query may wait for a change.
+	watchWait = 30 * time.Second
+	// watchRetry is the pause before asking Consul again after an error.
+	watchRetry = time.Second
+	// spreadBudget bounds one rebalance: attempts past it wait for the next
+	// join or for the connections' lifetime.
+	spreadBudget = 15 * time.Second
+	// spreadBackoff is the first pause after a new connection landed on an
+	// already crowded follower (HAProxy may not have the joined follower
+	// yet: consul-template renders and HAProxy reloads within a second);
+	// it doubles up to spreadBackoffMax.
+	spreadBackoff    = 250 * time.Millisecond
+	spreadBackoffMax = time.Second
+	// reconnectTimeout bounds opening one lane's new connection.
+	reconnectTimeout = 2 * time.Second
+)
+
+// passingWatcher waits on a service's passing set (a Consul blocking query):
+// with index > 0 it answers once the set differs from the one at index, or
+// after a while. It returns the instances' names and the next index.
+type passingWatcher interface {
+	WaitPassing(ctx context.Context, service string, index uint64) (names []string, next uint64, err error)
+}
+
+// watchJoins calls onJoin with the passing set each time an instance joins
+// the passing set of service, after the first answer (the instances passing
+// at start are not joins). It returns when ctx ends.
+func watchJoins(ctx context.Context, w passingWatcher, service string, onJoin func(passing []string), log *slog.Logger) {
+	var index uint64
+	var known map[string]bool // nil until the first answer
+	for ctx.Err() == nil {
+		names, next, err := w.WaitPassing(ctx, service, index)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Debug("watch followers", "service", service, "err", err)
+			index = 0
+			if !pause(ctx, watchRetry) {
+				return
+			}
+			continue
+		}
+		// Consul's index may go backwards (a restored snapshot): start over.
+		// It is never meant to be 0; 1 still blocks.
+		if next < index {
+			index = 0
+		} else {
+			index = max(next, 1)
+		}
+		now := make(map[string]bool, len(names))
+		joined := false
+		for _, n := range names {
+			now[n] = true
+			if known != nil && !known[n] {
+				joined = true
+			}
+		}
+		known = now
+		if joined {
+			onJoin(names)
+		}
+	}
+}
+
+// pause waits d or until ctx ends; it reports whether d passed.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// resetter is a read lane that can drop its connection (pgxpool.Pool): an
+// idle one at once, one in use when its query ends.
+type resetter interface {
+	Reset()
+}
+
+// spreadReads moves read lanes to new connections, one at a time, until
+// every follower in passing serves its even share of the lanes, the
+// attempts run out, or ctx ends. A lane is passed over by the reads while
+// it reconnects, so they never wait for a new connection.
+func (s *PGStore) spreadReads(ctx context.Context, passing []string) {
+	if len(passing) == 0 {
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, spreadBudget)
+	defer cancel()
+	backoff := spreadBackoff
+	moves := 0
+	for ; moves < 4*len(s.lanes); moves++ {
+		lane, crowded := s.mostCrowdedLane(passing)
+		if lane == nil {
+			s.log.Info("reads spread over the followers", "new_connections", moves, "took", time.Since(start).String(), "lanes", s.laneFollowers())
+			return
+		}
+		landed, err := s.reconnect(ctx, lane)
+		s.log.Debug("read lane moved", "from", crowded, "to", landed, "err", err)
+		if ctx.Err() != nil {
+			break
+		}
+		if err == nil && landed != crowded {
+			backoff = spreadBackoff
+			continue
+		}
+		// Back on the crowded follower, or no answer: give HAProxy time.
+		if !pause(ctx, backoff) {
+			break
+		}
+		backoff = min(2*backoff, spreadBackoffMax)
+	}
+	s.log.Warn("reads not spread over the followers; the connections' lifetime will", "new_connections", moves, "took", time.Since(start).String(), "lanes", s.laneFollowers())
+}
+
+// laneFollowers lists the follower of each lane's last answer.
+func (s *PGStore) laneFollowers() []string {
+	out := make([]string, len(s.lanes))
+	for i, l := range s.lanes {
+		out[i], _ = l.follower.Load().(string)
+	}
+	return out
+}
+
+// mostCrowdedLane returns a lane to move, and the follower it is on, while
+// the lanes are not spread evenly over passing: one on a follower that is
+// not passing, or else one on the follower with the most lanes, provided
+// some passing follower has fewer than its share. nil when spread.
+func (s *PGStore) mostCrowdedLane(passing []string) (*readLane, string) {
+	share := len(s.lanes) / len(passing)
+	count := make(map[string]int, len(passing))
+	for _, n := range passing {
+		count[n] = 0
+	}
+	var stray *readLane
+	for _, l := range s.lanes {
+		f, _ := l.follower.Load().(string)
+		if _, ok := count[f]; ok {
+			count[f]++
+		} else if stray == nil {
+			stray = l
+		}
+	}
+	short := false
+	crowded := ""
+	for _, n := range passing {
+		if count[n] < share {
+			short = true
+		}
+		if crowded == "" || count[n] > count[crowded] {
+			crowded = n
+		}
+	}
+	if !short {
+		return nil, ""
+	}
+	if stray != nil {
+		f, _ := stray.follower.Load().(string)
+		return stray, f
+	}
+	for _, l := range s.lanes {
+		if f, _ := l.follower.Load().(string); f == crowded {
+			return l, crowded
+		}
+	}
+	return nil, ""
+}
+
+// reconnect gives lane a new connection while the reads pass it over, and
+// returns the follower that connection reached.
+func (s *PGStore) reconnect(ctx context.Context, lane *readLane) (string, error) {
+	r, ok := lane.db.(resetter)
+	if !ok {
+		return "", nil
+	}
+	lane.retiring.Store(true)
+	defer lane.retiring.Store(false)
+	r.Reset()
+	ctx, cancel := context.WithTimeout(ctx, reconnectTimeout)
+	defer cancel()
+	var name string
+	if err := lane.QueryRow(ctx, followerNameSQL).Scan(&name); err != nil {
+		lane.follower.Store("")
+		return "", err
+	}
+	lane.follower.Store(name)
+	return name, nil
+}
+
+// rebalancer runs spreadReads for each join, one at a time; joins that come
+// while one runs fold into one more run.
+type rebalancer struct {
+	kick chan []string // capacity 1: the latest passing set
+	wg   sync.WaitGroup
+}
+
+// startRebalancer watches service and spreads the store's reads over the
+// passing followers each time one joins, until ctx ends; wait for it with
+// the returned rebalancer's wg before closing the pools.
+func startRebalancer(ctx context.Context, w passingWatcher, service string, s *PGStore, log *slog.Logger) *rebalancer {
+	r := &rebalancer{kick: make(chan []string, 1)}
+	r.wg.Go(func() {
+		watchJoins(ctx, w, service, func(passing []string) {
+			log.Info("follower joined: spreading reads over the passing followers", "passing", passing)
+			select {
+			case <-r.kick: // replace a pending set with the newer one
+			default:
+			}
+			r.kick <- passing
+		}, log)
+	})
+	r.wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case passing := <-r.kick:
+				s.spreadReads(ctx, passing)
+			}
+		}
+	})
+	return r
+}

@@ -1,0 +1,202 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// scriptedWatcher answers WaitPassing from a script, records the indexes it
+// was asked with, and blocks until ctx ends once the script is spent.
+type scriptedWatcher struct {
+	answers []watchAnswer
+	mu      sync.Mutex
+	asked   []uint64
+}
+
+type watchAnswer struct {
+	names []string
+	index uint64
+}
+
+func (w *scriptedWatcher) WaitPassing(ctx context.Context, service string, index uint64) ([]string, uint64, error) {
+	w.mu.Lock()
+	w.asked = append(w.asked, index)
+	if len(w.answers) > 0 {
+		a := w.answers[0]
+		w.answers = w.answers[1:]
+		w.mu.Unlock()
+		return a.names, a.index, nil
+	}
+	w.mu.Unlock()
+	<-ctx.Done()
+	return nil, 0, ctx.Err()
+}
+
+func TestWatchJoinsReportsOnlyJoins(t *testing.T) {
+	w := &scriptedWatcher{answers: []watchAnswer{
+		{[]string{"follower-0", "follower-1"}, 10}, // at start: not a join
+		{[]string{"follower-1"}, 12},               // follower-0 left
+		{[]string{"follower-1", "follower-0"}, 15}, // and joined again
+		{[]string{"follower-1", "follower-0"}, 16}, // nothing new
+		{[]string{"follower-1", "follower-0"}, 3},  // index went backwards
+		{[]string{"follower-1", "follower-0", "follower-2"}, 0},
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var joins [][]string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchJoins(ctx, w, "postgres-follower", func(p []string) {
+			joins = append(joins, p)
+			if len(joins) == 2 {
+				cancel()
+			}
+		}, slog.New(slog.DiscardHandler))
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		cancel()
+		t.Fatal("watchJoins did not return after its context ended")
+	}
+	want := [][]string{{"follower-1", "follower-0"}, {"follower-1", "follower-0", "follower-2"}}
+	if len(joins) != len(want) || !slices.Equal(joins[0], want[0]) || !slices.Equal(joins[1], want[1]) {
+		t.Errorf("joins = %v, want %v", joins, want)
+	}
+	// Each query waits on the previous answer's index; after the index
+	// went backwards (16 -> 3) the next one starts over from 0.
+	if wantAsked := []uint64{0, 10, 12, 15, 16, 0}; !slices.Equal(w.asked, wantAsked) {
+		t.Errorf("indexes asked = %v, want %v", w.asked, wantAsked)
+	}
+}
+
+// fakeHAProxy hands each new connection the next follower of its script,
+// then the last one for good.
+type fakeHAProxy struct {
+	mu     sync.Mutex
+	script []string
+	opened int
+}
+
+func (h *fakeHAProxy) connect() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.opened++
+	f := h.script[0]
+	if len(h.script) > 1 {
+		h.script = h.script[1:]
+	}
+	return f
+}
+
+// connLane is a read lane over one connection that fakeHAProxy places.
+type connLane struct {
+	*fakeDB
+	hp   *fakeHAProxy
+	mu   sync.Mutex
+	conn string // follower of the current connection; "" when none
+}
+
+func (l *connLane) Reset() {
+	l.mu.Lock()
+	l.conn = ""
+	l.mu.Unlock()
+}
+
+func (l *connLane) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if sql != followerNameSQL {
+		return fakeRow{err: errors.New("unexpected query " + sql)}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == "" {
+		l.conn = l.hp.connect()
+	}
+	return nameRow(l.conn)
+}
+
+type nameRow string
+
+func (r nameRow) Scan(dest ...any) error {
+	*dest[0].(*string) = string(r)
+	return nil
+}
+
+// laneStoreOn returns a store whose lanes' connections are on the given
+// followers.
+func laneStoreOn(hp *fakeHAProxy, on ...string) *PGStore {
+	dbs := make([]db, len(on))
+	for i, f := range on {
+		dbs[i] = &connLane{fakeDB: &fakeDB{}, hp: hp, conn: f}
+	}
+	s := newLaneStore(dbs, &fakeDB{}, StoreOptions{ReadPolicy: noBackoff})
+	for i, f := range on {
+		s.lanes[i].follower.Store(f)
+	}
+	return s
+}
+
+func lanesOn(s *PGStore) map[string]int {
+	n := map[string]int{}
+	for _, l := range s.lanes {
+		f, _ := l.follower.Load().(string)
+		n[f]++
+	}
+	return n
+}
+
+func TestSpreadReadsMovesLanesToTheJoinedFollower(t *testing.T) {
+	// HAProxy does not have follower-0 for the first new connection yet.
+	hp := &fakeHAProxy{script: []string{"follower-1", "follower-0", "follower-0"}}
+	s := laneStoreOn(hp, "follower-1", "follower-1", "follower-1", "follower-1")
+
+	s.spreadReads(context.Background(), []string{"follower-0", "follower-1"})
+
+	if got := lanesOn(s); got["follower-0"] != 2 || got["follower-1"] != 2 {
+		t.Errorf("lanes per follower = %v, want 2 and 2", got)
+	}
+	if hp.opened != 3 {
+		t.Errorf("%d new connections, want 3 (one landed on the crowded follower)", hp.opened)
+	}
+	for i, l := range s.lanes {
+		if l.retiring.Load() {
+			t.Errorf("lane %d still passed over after the spread", i)
+		}
+	}
+}
+
+func TestSpreadReadsLeavesSpreadLanesAlone(t *testing.T) {
+	hp := &fakeHAProxy{script: []string{"follower-0"}}
+	s := laneStoreOn(hp, "follower-0", "follower-1", "follower-0", "follower-1")
+	s.spreadReads(context.Background(), []string{"follower-1", "follower-0"})
+	if hp.opened != 0 {
+		t.Errorf("%d new connections on lanes already spread, want 0", hp.opened)
+	}
+}
+
+func TestSpreadReadsMovesLanesOffAFollowerThatLeft(t *testing.T) {
+	hp := &fakeHAProxy{script: []string{"follower-2", "follower-1", "follower-2"}}
+	s := laneStoreOn(hp, "follower-0", "follower-1", "follower-0", "follower-1")
+	s.spreadReads(context.Background(), []string{"follower-1", "follower-2"})
+	if got := lanesOn(s); got["follower-1"] != 2 || got["follower-2"] != 2 {
+		t.Errorf("lanes per follower = %v, want 2 and 2", got)
+	}
+}
+
+// Reads pass over a lane while it moves to a new connection.
+func TestPickLanePassesOverAMovingLane(t *testing.T) {
+	s, _, _ := twoLaneStore()
+	s.lanes[0].retiring.Store(true)
+	for n := int32(1); n <= 2; n++ {
+		if l := s.pickLane(0, n); l != s.lanes[1] {
+			t.Errorf("attempt %d took the lane being moved", n)
+		}
+	}
+}
