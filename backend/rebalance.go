@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -125,17 +126,30 @@ func (s *PGStore) spreadReads(ctx context.Context, passing []string) {
 		if ctx.Err() != nil {
 			break
 		}
-		if err == nil && landed != crowded {
+		if err == nil && slices.Contains(passing, landed) && s.othersOn(landed, lane) < len(s.lanes)/len(passing) {
 			backoff = spreadBackoff
 			continue
 		}
-		// Back on the crowded follower, or no answer: give HAProxy time.
+		// On a follower that has its share already, or no answer: give
+		// HAProxy time to have the newcomer.
 		if !pause(ctx, backoff) {
 			break
 		}
 		backoff = min(2*backoff, spreadBackoffMax)
 	}
 	s.log.Warn("reads not spread over the followers; the connections' lifetime will", "new_connections", moves, "took", time.Since(start).String(), "lanes", s.laneFollowers())
+}
+
+// othersOn counts the lanes other than lane whose last answer came from
+// follower.
+func (s *PGStore) othersOn(follower string, lane *readLane) int {
+	n := 0
+	for _, l := range s.lanes {
+		if f, _ := l.follower.Load().(string); l != lane && f == follower {
+			n++
+		}
+	}
+	return n
 }
 
 // laneFollowers lists the follower of each lane's last answer.

@@ -200,3 +200,22 @@ func TestPickLanePassesOverAMovingLane(t *testing.T) {
 		}
 	}
 }
+
+// A lane that failed, and the lanes on the same follower, count as on no
+// follower until they answer again: a follower that comes back after a crash
+// finds them moved to new connections, not taken for still on it.
+func TestSuspectLanesAreMovedFirst(t *testing.T) {
+	hp := &fakeHAProxy{script: []string{"follower-0"}} // the one with the fewest connections
+	s := laneStoreOn(hp, "follower-0", "follower-1", "follower-0", "follower-1")
+	s.suspect(s.lanes[0])
+	if got := s.laneFollowers(); !slices.Equal(got, []string{"", "follower-1", "", "follower-1"}) {
+		t.Fatalf("lanes after a failure on follower-0's = %v, want follower-0's cleared", got)
+	}
+	s.spreadReads(context.Background(), []string{"follower-0", "follower-1"})
+	if got := lanesOn(s); got["follower-0"] != 2 || got["follower-1"] != 2 {
+		t.Errorf("lanes per follower = %v, want 2 and 2", got)
+	}
+	if hp.opened != 2 {
+		t.Errorf("%d new connections, want 2: the two cleared lanes", hp.opened)
+	}
+}

@@ -156,17 +156,20 @@ type readLane struct {
 
 // suspect passes over lane, and every lane whose last query went to the
 // same follower, for laneSuspectFor: their connections likely lead to the
-// same dead or hung server.
+// same dead or hung server. Where they lead is unknown until they answer
+// again, so a rebalance (spreadReads) moves them first.
 func (s *PGStore) suspect(lane *readLane) {
 	until := time.Now().Add(laneSuspectFor).UnixNano()
-	lane.suspectUntil.Store(until)
 	f, _ := lane.follower.Load().(string)
+	lane.suspectUntil.Store(until)
+	lane.follower.Store("")
 	if f == "" {
 		return
 	}
 	for _, l := range s.lanes {
 		if g, _ := l.follower.Load().(string); g == f {
 			l.suspectUntil.Store(until)
+			l.follower.Store("")
 		}
 	}
 }
@@ -268,7 +271,6 @@ func (s *PGStore) readItems(ctx context.Context, ids []int64, tries *atomic.Int3
 			lane.follower.Store(from.Name)
 		case connectionError(err):
 			s.suspect(lane)
-			lane.follower.Store("") // its connection is gone
 		}
 		return err
 	})
