@@ -114,30 +114,29 @@ func (s *PGStore) spreadReads(ctx context.Context, passing []string) {
 	ctx, cancel := context.WithTimeout(ctx, spreadBudget)
 	defer cancel()
 	backoff := spreadBackoff
-	moves := 0
-	for ; moves < 4*len(s.lanes); moves++ {
-		lane, crowded := s.mostCrowdedLane(passing)
+	moved := make(map[*readLane]bool, len(s.lanes))
+	for moves := 0; ; moves++ {
+		lane, crowded := s.mostCrowdedLane(passing, moved)
 		if lane == nil {
 			s.log.Info("reads spread over the followers", "new_connections", moves, "took", time.Since(start).String(), "lanes", s.laneFollowers())
 			return
 		}
+		if moves == 4*len(s.lanes) || ctx.Err() != nil {
+			s.log.Warn("reads not spread over the followers; the connections' lifetime will", "new_connections", moves, "took", time.Since(start).String(), "lanes", s.laneFollowers())
+			return
+		}
+		moved[lane] = true
 		landed, err := s.reconnect(ctx, lane)
 		s.log.Debug("read lane moved", "from", crowded, "to", landed, "err", err)
-		if ctx.Err() != nil {
-			break
-		}
 		if err == nil && slices.Contains(passing, landed) && s.othersOn(landed, lane) < len(s.lanes)/len(passing) {
 			backoff = spreadBackoff
 			continue
 		}
 		// On a follower that has its share already, or no answer: give
 		// HAProxy time to have the newcomer.
-		if !pause(ctx, backoff) {
-			break
-		}
+		pause(ctx, backoff) // an ended ctx stops the loop above
 		backoff = min(2*backoff, spreadBackoffMax)
 	}
-	s.log.Warn("reads not spread over the followers; the connections' lifetime will", "new_connections", moves, "took", time.Since(start).String(), "lanes", s.laneFollowers())
 }
 
 // othersOn counts the lanes other than lane whose last answer came from
@@ -164,8 +163,15 @@ func (s *PGStore) laneFollowers() []string {
 // mostCrowdedLane returns a lane to move, and the follower it is on, while
 // the lanes are not spread evenly over passing: one on a follower that is
 // not passing, or else one on the follower with the most lanes, provided
-// some passing follower has fewer than its share. nil when spread.
-func (s *PGStore) mostCrowdedLane(passing []string) (*readLane, string) {
+// some passing follower has fewer than its share; a lane not yet moved
+// first. nil when spread.
+//
+// Why not yet moved first: HAProxy counts connections per worker, and
+// after a reload the old worker keeps the old ones. If the new worker's
+// counts are even, a new connection goes to the same follower every time;
+// closing that same connection again changes nothing, while closing an old
+// one and opening another tips the new worker's count.
+func (s *PGStore) mostCrowdedLane(passing []string, moved map[*readLane]bool) (*readLane, string) {
 	share := len(s.lanes) / len(passing)
 	count := make(map[string]int, len(passing))
 	for _, n := range passing {
@@ -197,12 +203,18 @@ func (s *PGStore) mostCrowdedLane(passing []string) (*readLane, string) {
 		f, _ := stray.follower.Load().(string)
 		return stray, f
 	}
+	var again *readLane
 	for _, l := range s.lanes {
 		if f, _ := l.follower.Load().(string); f == crowded {
-			return l, crowded
+			if !moved[l] {
+				return l, crowded
+			}
+			if again == nil {
+				again = l
+			}
 		}
 	}
-	return nil, ""
+	return again, crowded
 }
 
 // reconnect gives lane a new connection while the reads pass it over, and

@@ -96,17 +96,29 @@ func (h *fakeHAProxy) connect() string {
 	return f
 }
 
-// connLane is a read lane over one connection that fakeHAProxy places.
+func (h *fakeHAProxy) release(string) {}
+
+// placer places new connections on followers, as HAProxy does.
+type placer interface {
+	connect() string
+	release(follower string) // a connection it placed closed
+}
+
+// connLane is a read lane over one connection that a placer places.
 type connLane struct {
 	*fakeDB
-	hp   *fakeHAProxy
-	mu   sync.Mutex
-	conn string // follower of the current connection; "" when none
+	hp    placer
+	mu    sync.Mutex
+	conn  string // follower of the current connection; "" when none
+	fresh bool   // placed by hp (not there from the start)
 }
 
 func (l *connLane) Reset() {
 	l.mu.Lock()
-	l.conn = ""
+	if l.fresh {
+		l.hp.release(l.conn)
+	}
+	l.conn, l.fresh = "", false
 	l.mu.Unlock()
 }
 
@@ -117,7 +129,7 @@ func (l *connLane) QueryRow(ctx context.Context, sql string, args ...any) pgx.Ro
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.conn == "" {
-		l.conn = l.hp.connect()
+		l.conn, l.fresh = l.hp.connect(), true
 	}
 	return nameRow(l.conn)
 }
@@ -131,7 +143,7 @@ func (r nameRow) Scan(dest ...any) error {
 
 // laneStoreOn returns a store whose lanes' connections are on the given
 // followers.
-func laneStoreOn(hp *fakeHAProxy, on ...string) *PGStore {
+func laneStoreOn(hp placer, on ...string) *PGStore {
 	dbs := make([]db, len(on))
 	for i, f := range on {
 		dbs[i] = &connLane{fakeDB: &fakeDB{}, hp: hp, conn: f}
@@ -217,5 +229,52 @@ func TestSuspectLanesAreMovedFirst(t *testing.T) {
 	}
 	if hp.opened != 2 {
 		t.Errorf("%d new connections, want 2: the two cleared lanes", hp.opened)
+	}
+}
+
+// newWorkerHAProxy is HAProxy's leastconn right after a reload: the new
+// worker counts only the connections opened since (the old worker keeps
+// the others), and breaks ties the same way every time.
+type newWorkerHAProxy struct {
+	mu     sync.Mutex
+	conns  map[string]int
+	order  []string // tie-break
+	opened int
+}
+
+func (h *newWorkerHAProxy) connect() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.opened++
+	best := h.order[0]
+	for _, f := range h.order[1:] {
+		if h.conns[f] < h.conns[best] {
+			best = f
+		}
+	}
+	h.conns[best]++
+	return best
+}
+
+func (h *newWorkerHAProxy) release(f string) {
+	h.mu.Lock()
+	h.conns[f]--
+	h.mu.Unlock()
+}
+
+// The other backend has already spread its lanes through the new worker
+// (2 and 2), so it counts even: a lane moved again would land on follower-1
+// every time; moving the lanes not yet moved tips the count.
+func TestSpreadReadsAfterAnHAProxyReload(t *testing.T) {
+	hp := &newWorkerHAProxy{conns: map[string]int{"follower-0": 2, "follower-1": 2}, order: []string{"follower-1", "follower-0"}}
+	s := laneStoreOn(hp, "follower-1", "follower-1", "follower-1", "follower-1")
+
+	s.spreadReads(context.Background(), []string{"follower-0", "follower-1"})
+
+	if got := lanesOn(s); got["follower-0"] != 2 || got["follower-1"] != 2 {
+		t.Errorf("lanes per follower = %v, want 2 and 2", got)
+	}
+	if hp.opened > 6 {
+		t.Errorf("%d new connections for a spread of four lanes", hp.opened)
 	}
 }
