@@ -224,31 +224,13 @@ func (s *Server) getData(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, took)
 		return
 	}
-	s.writeGetData(w, &getDataResponse{
+	s.writeJSON(w, http.StatusOK, getDataResponse{
 		BackendID: s.id,
 		Follower:  followerJSON(res.Follower),
 		Row:       rowJSON{ID: res.Item.ID, Payload: res.Item.Payload, CreatedAt: res.Item.CreatedAt},
 		Attempts:  res.Attempts,
 		TookMS:    took,
 	})
-}
-
-// writeGetData writes a 200 answer to GET /data, encoded by hand (see
-// appendGetData) with its length, in one write.
-func (s *Server) writeGetData(w http.ResponseWriter, r *getDataResponse) {
-	bp := bufPool.Get().(*[]byte)
-	b := appendGetData((*bp)[:0], r)
-	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
-	w.WriteHeader(http.StatusOK)
-	if _, err := w.Write(b); err != nil {
-		s.log.Debug("write response", "err", err)
-	}
-	if cap(b) <= 64<<10 { // do not keep a buffer grown by a huge payload
-		*bp = b
-		bufPool.Put(bp)
-	}
 }
 
 func (s *Server) postData(w http.ResponseWriter, r *http.Request) {
