@@ -393,16 +393,12 @@ type pingProbe struct {
 }
 
 func (p *pingProbe) Ping(ctx context.Context) error {
-	t := time.NewTimer(p.delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		p.cut <- false
-		return nil
-	case <-ctx.Done():
-		p.cut <- true
+	passed := pause(ctx, p.delay)
+	p.cut <- !passed
+	if !passed {
 		return ctx.Err()
 	}
+	return nil
 }
 
 // Ready answers as soon as one lane does, but the slower pings must run to

@@ -84,18 +84,6 @@ func watchJoins(ctx context.Context, w passingWatcher, service string, onJoin fu
 	}
 }
 
-// pause waits d or until ctx ends; it reports whether d passed.
-func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // resetter is a read lane that can drop its connection (pgxpool.Pool): an
 // idle one at once, one in use when its query ends.
 type resetter interface {

@@ -121,15 +121,21 @@ func retry(ctx context.Context, p RetryPolicy, retryable func(error) bool, onRet
 		if onRetry != nil {
 			onRetry(attempt, err)
 		}
-		if d := p.backoff(attempt); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return attempt, errors.Join(err, ctx.Err())
-			case <-t.C:
-			}
+		if !pause(ctx, p.backoff(attempt)) {
+			return attempt, errors.Join(err, ctx.Err())
 		}
+	}
+}
+
+// pause waits d or until ctx ends; it reports whether d passed.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
