@@ -26,15 +26,14 @@ const (
 	// spreadBudget bounds one rebalance: attempts past it wait for the next
 	// join or for the connections' lifetime.
 	spreadBudget = 15 * time.Second
-	// spreadBackoff is the first pause after a new connection landed on an
-	// already crowded follower (HAProxy may not have the joined follower
-	// yet: consul-template renders and HAProxy reloads within a second);
-	// it doubles up to spreadBackoffMax.
-	spreadBackoff    = 250 * time.Millisecond
-	spreadBackoffMax = time.Second
-	// reconnectTimeout bounds opening one lane's new connection.
-	reconnectTimeout = 2 * time.Second
 )
+
+// spreadPolicy paces a rebalance's moves: each new connection has
+// AttemptTimeout to open; after one lands on a follower that has its share
+// already (HAProxy may not have the joined follower yet: consul-template
+// renders and HAProxy reloads within a second), the next waits BaseBackoff,
+// doubling up to MaxBackoff while they keep missing. MaxAttempts per lane.
+var spreadPolicy = RetryPolicy{MaxAttempts: 4, AttemptTimeout: 2 * time.Second, BaseBackoff: 250 * time.Millisecond, MaxBackoff: time.Second}
 
 // passingWatcher waits on a service's passing set (a Consul blocking query):
 // with index > 0 it answers once the set differs from the one at index, or
@@ -101,105 +100,85 @@ func (s *PGStore) spreadReads(ctx context.Context, passing []string) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, spreadBudget)
 	defer cancel()
-	backoff := spreadBackoff
+	share := len(s.lanes) / len(passing)
 	moved := make(map[*readLane]bool, len(s.lanes))
+	misses := 0
 	for moves := 0; ; moves++ {
-		lane, crowded := s.mostCrowdedLane(passing, moved)
+		lane, crowded := s.mostCrowdedLane(passing, share, moved)
 		if lane == nil {
 			s.log.Info("reads spread over the followers", "new_connections", moves, "took", time.Since(start).String(), "lanes", s.laneFollowers())
 			return
 		}
-		if moves == 4*len(s.lanes) || ctx.Err() != nil {
+		if moves == spreadPolicy.MaxAttempts*len(s.lanes) || ctx.Err() != nil {
 			s.log.Warn("reads not spread over the followers; the connections' lifetime will", "new_connections", moves, "took", time.Since(start).String(), "lanes", s.laneFollowers())
 			return
 		}
 		moved[lane] = true
 		landed, err := s.reconnect(ctx, lane)
 		s.log.Debug("read lane moved", "from", crowded, "to", landed, "err", err)
-		if err == nil && slices.Contains(passing, landed) && s.othersOn(landed, lane) < len(s.lanes)/len(passing) {
-			backoff = spreadBackoff
+		if err == nil && slices.Contains(passing, landed) && countLanes(s.laneFollowers())[landed] <= share {
+			misses = 0
 			continue
 		}
-		// On a follower that has its share already, or no answer: give
-		// HAProxy time to have the newcomer.
-		pause(ctx, backoff) // an ended ctx stops the loop above
-		backoff = min(2*backoff, spreadBackoffMax)
+		misses++
+		pause(ctx, spreadPolicy.backoff(misses)) // an ended ctx stops the loop above
 	}
-}
-
-// othersOn counts the lanes other than lane whose last answer came from
-// follower.
-func (s *PGStore) othersOn(follower string, lane *readLane) int {
-	n := 0
-	for _, l := range s.lanes {
-		if f, _ := l.follower.Load().(string); l != lane && f == follower {
-			n++
-		}
-	}
-	return n
 }
 
 // laneFollowers lists the follower of each lane's last answer.
 func (s *PGStore) laneFollowers() []string {
 	out := make([]string, len(s.lanes))
 	for i, l := range s.lanes {
-		out[i], _ = l.follower.Load().(string)
+		out[i] = l.lastFollower()
 	}
 	return out
 }
 
+// countLanes counts the lanes per follower.
+func countLanes(followers []string) map[string]int {
+	n := make(map[string]int, len(followers))
+	for _, f := range followers {
+		n[f]++
+	}
+	return n
+}
+
 // mostCrowdedLane returns a lane to move, and the follower it is on, while
-// the lanes are not spread evenly over passing: one on a follower that is
-// not passing, or else one on the follower with the most lanes, provided
-// some passing follower has fewer than its share; a lane not yet moved
-// first. nil when spread.
+// some follower in passing has fewer than share lanes: one on a follower
+// that is not passing, or else one on the follower with the most lanes, a
+// lane not yet moved first. nil when spread.
 //
 // Why not yet moved first: HAProxy counts connections per worker, and
 // after a reload the old worker keeps the old ones. If the new worker's
 // counts are even, a new connection goes to the same follower every time;
 // closing that same connection again changes nothing, while closing an old
 // one and opening another tips the new worker's count.
-func (s *PGStore) mostCrowdedLane(passing []string, moved map[*readLane]bool) (*readLane, string) {
-	share := len(s.lanes) / len(passing)
-	count := make(map[string]int, len(passing))
-	for _, n := range passing {
-		count[n] = 0
-	}
-	var stray *readLane
-	for _, l := range s.lanes {
-		f, _ := l.follower.Load().(string)
-		if _, ok := count[f]; ok {
-			count[f]++
-		} else if stray == nil {
-			stray = l
-		}
-	}
+func (s *PGStore) mostCrowdedLane(passing []string, share int, moved map[*readLane]bool) (*readLane, string) {
+	count := countLanes(s.laneFollowers())
+	crowded := passing[0]
 	short := false
-	crowded := ""
-	for _, n := range passing {
-		if count[n] < share {
-			short = true
-		}
-		if crowded == "" || count[n] > count[crowded] {
-			crowded = n
+	for _, f := range passing {
+		short = short || count[f] < share
+		if count[f] > count[crowded] {
+			crowded = f
 		}
 	}
 	if !short {
 		return nil, ""
 	}
-	if stray != nil {
-		f, _ := stray.follower.Load().(string)
-		return stray, f
-	}
 	var again *readLane
 	for _, l := range s.lanes {
-		if f, _ := l.follower.Load().(string); f == crowded {
-			if !moved[l] {
-				return l, crowded
-			}
-			if again == nil {
-				again = l
-			}
+		f := l.lastFollower()
+		if !slices.Contains(passing, f) {
+			return l, f // on no passing follower
+		}
+		if f == crowded && again == nil && moved[l] {
+			again = l
+		}
+	}
+	for _, l := range s.lanes {
+		if l.lastFollower() == crowded && !moved[l] {
+			return l, crowded
 		}
 	}
 	return again, crowded
@@ -215,7 +194,7 @@ func (s *PGStore) reconnect(ctx context.Context, lane *readLane) (string, error)
 	lane.retiring.Store(true)
 	defer lane.retiring.Store(false)
 	r.Reset()
-	ctx, cancel := context.WithTimeout(ctx, reconnectTimeout)
+	ctx, cancel := context.WithTimeout(ctx, spreadPolicy.AttemptTimeout)
 	defer cancel()
 	var name string
 	if err := lane.QueryRow(ctx, followerNameSQL).Scan(&name); err != nil {
@@ -226,37 +205,36 @@ func (s *PGStore) reconnect(ctx context.Context, lane *readLane) (string, error)
 	return name, nil
 }
 
-// rebalancer runs spreadReads for each join, one at a time; joins that come
-// while one runs fold into one more run.
-type rebalancer struct {
-	kick chan []string // capacity 1: the latest passing set
-	wg   sync.WaitGroup
-}
-
-// startRebalancer watches service and spreads the store's reads over the
-// passing followers each time one joins, until ctx ends; wait for it with
-// the returned rebalancer's wg before closing the pools.
-func startRebalancer(ctx context.Context, w passingWatcher, service string, s *PGStore, log *slog.Logger) *rebalancer {
-	r := &rebalancer{kick: make(chan []string, 1)}
-	r.wg.Go(func() {
+// startRebalancer watches service and, each time a follower joins, spreads
+// the store's reads over the passing followers: one spread at a time, and
+// joins that come while one runs fold into one more. stop ends both and
+// waits for them; call it before closing the pools.
+func startRebalancer(ctx context.Context, w passingWatcher, service string, s *PGStore, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	kick := make(chan []string, 1) // the latest passing set not spread over yet
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		watchJoins(ctx, w, service, func(passing []string) {
 			log.Info("follower joined: spreading reads over the passing followers", "passing", passing)
 			select {
-			case <-r.kick: // replace a pending set with the newer one
+			case <-kick: // replace a pending set with the newer one
 			default:
 			}
-			r.kick <- passing
+			kick <- passing
 		}, log)
 	})
-	r.wg.Go(func() {
+	wg.Go(func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case passing := <-r.kick:
+			case passing := <-kick:
 				s.spreadReads(ctx, passing)
 			}
 		}
 	})
-	return r
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }

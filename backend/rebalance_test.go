@@ -155,13 +155,12 @@ func laneStoreOn(hp placer, on ...string) *PGStore {
 	return s
 }
 
-func lanesOn(s *PGStore) map[string]int {
-	n := map[string]int{}
-	for _, l := range s.lanes {
-		f, _ := l.follower.Load().(string)
-		n[f]++
+// wantSpread fails t unless two lanes are on each of the two followers.
+func wantSpread(t *testing.T, s *PGStore, f0, f1 string) {
+	t.Helper()
+	if got := countLanes(s.laneFollowers()); got[f0] != 2 || got[f1] != 2 {
+		t.Errorf("lanes %v, want two on %s and two on %s", s.laneFollowers(), f0, f1)
 	}
-	return n
 }
 
 func TestSpreadReadsMovesLanesToTheJoinedFollower(t *testing.T) {
@@ -171,9 +170,7 @@ func TestSpreadReadsMovesLanesToTheJoinedFollower(t *testing.T) {
 
 	s.spreadReads(context.Background(), []string{"follower-0", "follower-1"})
 
-	if got := lanesOn(s); got["follower-0"] != 2 || got["follower-1"] != 2 {
-		t.Errorf("lanes per follower = %v, want 2 and 2", got)
-	}
+	wantSpread(t, s, "follower-0", "follower-1")
 	if hp.opened != 3 {
 		t.Errorf("%d new connections, want 3 (one landed on the crowded follower)", hp.opened)
 	}
@@ -197,19 +194,18 @@ func TestSpreadReadsMovesLanesOffAFollowerThatLeft(t *testing.T) {
 	hp := &fakeHAProxy{script: []string{"follower-2", "follower-1", "follower-2"}}
 	s := laneStoreOn(hp, "follower-0", "follower-1", "follower-0", "follower-1")
 	s.spreadReads(context.Background(), []string{"follower-1", "follower-2"})
-	if got := lanesOn(s); got["follower-1"] != 2 || got["follower-2"] != 2 {
-		t.Errorf("lanes per follower = %v, want 2 and 2", got)
-	}
+	wantSpread(t, s, "follower-1", "follower-2")
 }
 
 // Reads pass over a lane while it moves to a new connection.
 func TestPickLanePassesOverAMovingLane(t *testing.T) {
 	s, _, _ := twoLaneStore()
+	if l := s.pickLane(0, 1); l != s.lanes[0] {
+		t.Fatal("a first attempt from base 0 should take lane 0 in turn")
+	}
 	s.lanes[0].retiring.Store(true)
-	for n := int32(1); n <= 2; n++ {
-		if l := s.pickLane(0, n); l != s.lanes[1] {
-			t.Errorf("attempt %d took the lane being moved", n)
-		}
+	if l := s.pickLane(0, 1); l != s.lanes[1] {
+		t.Error("the first attempt took lane 0 while it moves to a new connection")
 	}
 }
 
@@ -224,9 +220,7 @@ func TestSuspectLanesAreMovedFirst(t *testing.T) {
 		t.Fatalf("lanes after a failure on follower-0's = %v, want follower-0's cleared", got)
 	}
 	s.spreadReads(context.Background(), []string{"follower-0", "follower-1"})
-	if got := lanesOn(s); got["follower-0"] != 2 || got["follower-1"] != 2 {
-		t.Errorf("lanes per follower = %v, want 2 and 2", got)
-	}
+	wantSpread(t, s, "follower-0", "follower-1")
 	if hp.opened != 2 {
 		t.Errorf("%d new connections, want 2: the two cleared lanes", hp.opened)
 	}
@@ -271,10 +265,9 @@ func TestSpreadReadsAfterAnHAProxyReload(t *testing.T) {
 
 	s.spreadReads(context.Background(), []string{"follower-0", "follower-1"})
 
-	if got := lanesOn(s); got["follower-0"] != 2 || got["follower-1"] != 2 {
-		t.Errorf("lanes per follower = %v, want 2 and 2", got)
-	}
-	if hp.opened > 6 {
-		t.Errorf("%d new connections for a spread of four lanes", hp.opened)
+	wantSpread(t, s, "follower-0", "follower-1")
+	// follower-1 (tie), follower-0, follower-1 (tie again), follower-0.
+	if hp.opened != 4 {
+		t.Errorf("%d new connections, want 4: each lane moved once", hp.opened)
 	}
 }

@@ -108,11 +108,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Logger:         log,
 	})
 	if cfg.FollowerService != "" {
-		// Stopped and waited for before the pools close (defers run last first).
-		watchCtx, stopWatch := context.WithCancel(ctx)
-		r := startRebalancer(watchCtx, loc, cfg.FollowerService, store, log)
-		defer r.wg.Wait()
-		defer stopWatch()
+		// Deferred after the pools' Close, so it runs before them.
+		defer startRebalancer(ctx, loc, cfg.FollowerService, store, log)()
 	}
 	srv := &http.Server{
 		Handler: NewServer(ServerOptions{

@@ -154,20 +154,26 @@ type readLane struct {
 	retiring     atomic.Bool  // moving to a new connection (see spreadReads)
 }
 
+// lastFollower is the follower of the lane's last answer; "" when unknown.
+func (l *readLane) lastFollower() string {
+	f, _ := l.follower.Load().(string)
+	return f
+}
+
 // suspect passes over lane, and every lane whose last query went to the
 // same follower, for laneSuspectFor: their connections likely lead to the
 // same dead or hung server. Where they lead is unknown until they answer
 // again, so a rebalance (spreadReads) moves them first.
 func (s *PGStore) suspect(lane *readLane) {
 	until := time.Now().Add(laneSuspectFor).UnixNano()
-	f, _ := lane.follower.Load().(string)
+	f := lane.lastFollower()
 	lane.suspectUntil.Store(until)
 	lane.follower.Store("")
 	if f == "" {
 		return
 	}
 	for _, l := range s.lanes {
-		if g, _ := l.follower.Load().(string); g == f {
+		if l.lastFollower() == f {
 			l.suspectUntil.Store(until)
 			l.follower.Store("")
 		}
