@@ -12,13 +12,23 @@ import (
 	"time"
 )
 
+// inflight counts the queries in flight; peak is the most seen at once.
+type inflight struct{ now, peak atomic.Int32 }
+
+func (c *inflight) enter() {
+	n := c.now.Add(1)
+	for p := c.peak.Load(); n > p && !c.peak.CompareAndSwap(p, n); p = c.peak.Load() {
+	}
+}
+
+func (c *inflight) leave() { c.now.Add(-1) }
+
 // gate holds every Query until it is opened, and counts the queries in
-// flight (the most seen at once goes to peak).
+// flight.
 type gate struct {
-	open     chan struct{}
-	entered  chan []int64
-	inflight atomic.Int32
-	peak     atomic.Int32
+	inflight
+	open    chan struct{}
+	entered chan []int64
 }
 
 func newGate() *gate {
@@ -26,16 +36,10 @@ func newGate() *gate {
 }
 
 func (g *gate) hold(ids []int64) {
-	n := g.inflight.Add(1)
-	for {
-		p := g.peak.Load()
-		if n <= p || g.peak.CompareAndSwap(p, n) {
-			break
-		}
-	}
+	g.enter()
 	g.entered <- ids
 	<-g.open
-	g.inflight.Add(-1)
+	g.leave()
 }
 
 // waitQueued waits until n reads wait in the batcher's queue.
@@ -232,13 +236,11 @@ func TestGivingUpLeavesTheQueueAtOnce(t *testing.T) {
 }
 
 func TestManyConcurrentReadsStayWithinTheConcurrency(t *testing.T) {
-	var inflight, peak atomic.Int32
+	var queries inflight
 	db := &fakeDB{onQuery: func([]int64) {
-		n := inflight.Add(1)
-		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
-		}
+		queries.enter()
 		time.Sleep(100 * time.Microsecond) // a query takes a little while
-		inflight.Add(-1)
+		queries.leave()
 	}}
 	db.all = true
 	s := newStore(db, db, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 3, MaxReadBatch: 16})
@@ -261,7 +263,7 @@ func TestManyConcurrentReadsStayWithinTheConcurrency(t *testing.T) {
 	if n := bad.Load(); n != 0 {
 		t.Errorf("%d reads got an error or another read's row", n)
 	}
-	if p := peak.Load(); p > 3 {
+	if p := queries.peak.Load(); p > 3 {
 		t.Errorf("%d queries in flight at once, want at most 3", p)
 	}
 	if q := len(db.batches); q >= readers*each {
