@@ -26,9 +26,6 @@ type Config struct {
 	Paths    []string      // paths to measure (see PathNames); empty: all
 }
 
-// PathNames are the measured paths, in the order they run.
-var PathNames = []string{"db-haproxy", "db-direct", "backend-direct", "full-stack", "nginx-static"}
-
 // Targets are where each path is measured, found through Consul.
 type Targets struct {
 	HAProxyDSN  string // pgbench through HAProxy to the followers
@@ -66,9 +63,51 @@ const lookupScript = `\set id random(1, %d)
 SELECT id, payload, created_at, current_setting('cluster_name'), host(inet_server_addr()), inet_server_port() FROM items WHERE id = :id;
 `
 
+// path is one measured path: run measures it at conns connections for d
+// (measure false: a warm-up, nothing parsed).
 type path struct {
 	name, desc string
-	run        func(ctx context.Context, conns int, d time.Duration, measure bool) (Measure, time.Duration, error)
+	run        func(ctx context.Context, e pathEnv, conns int, d time.Duration, measure bool) (Measure, time.Duration, error)
+}
+
+// pathEnv is what the paths run with.
+type pathEnv struct {
+	cfg    Config
+	t      Targets
+	script string // pgbench's lookup script
+}
+
+// paths are the measured paths, in the order they run.
+var paths = []path{
+	{"db-haproxy", "pgbench -M prepared, /data's lookup, through HAProxy to both followers",
+		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+			return e.cfg.pgbench(ctx, e.t.HAProxyDSN, e.script, c, d, m)
+		}},
+	{"db-direct", "pgbench -M prepared, /data's lookup, straight to one follower",
+		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+			return e.cfg.pgbench(ctx, e.t.FollowerDSN, e.script, c, d, m)
+		}},
+	{"backend-direct", "wrk GET /data on one backend instance (no Nginx)",
+		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+			return e.cfg.wrk(ctx, e.t.BackendURL, c, d)
+		}},
+	{"full-stack", "wrk GET /data through Nginx, both backends, HAProxy, both followers",
+		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+			return e.cfg.wrk(ctx, e.t.NginxURL, c, d)
+		}},
+	{"nginx-static", "wrk GET a static answer from Nginx (the proxy's own ceiling)",
+		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+			return e.cfg.wrk(ctx, e.t.StaticURL, c, d)
+		}},
+}
+
+// PathNames are the measured paths' names, in the order they run.
+func PathNames() []string {
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = p.name
+	}
+	return names
 }
 
 // Run measures every path at every level. progress gets one line per row.
@@ -79,35 +118,14 @@ func Run(ctx context.Context, cfg Config, t Targets, progress func(Row)) (*Repor
 	if err := os.WriteFile(script, fmt.Appendf(nil, lookupScript, cfg.SeedRows), 0o644); err != nil {
 		return nil, err
 	}
-	paths := []path{
-		{"db-haproxy", "pgbench -M prepared, /data's lookup, through HAProxy to both followers",
-			func(ctx context.Context, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
-				return cfg.pgbench(ctx, t.HAProxyDSN, script, c, d, m)
-			}},
-		{"db-direct", "pgbench -M prepared, /data's lookup, straight to one follower",
-			func(ctx context.Context, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
-				return cfg.pgbench(ctx, t.FollowerDSN, script, c, d, m)
-			}},
-		{"backend-direct", "wrk GET /data on one backend instance (no Nginx)",
-			func(ctx context.Context, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
-				return cfg.wrk(ctx, t.BackendURL, c, d)
-			}},
-		{"full-stack", "wrk GET /data through Nginx, both backends, HAProxy, both followers",
-			func(ctx context.Context, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
-				return cfg.wrk(ctx, t.NginxURL, c, d)
-			}},
-		{"nginx-static", "wrk GET a static answer from Nginx (the proxy's own ceiling)",
-			func(ctx context.Context, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
-				return cfg.wrk(ctx, t.StaticURL, c, d)
-			}},
-	}
+	env := pathEnv{cfg: cfg, t: t, script: script}
 	for _, p := range paths {
 		if len(cfg.Paths) > 0 && !slices.Contains(cfg.Paths, p.name) {
 			continue
 		}
 		for _, c := range cfg.Levels {
 			if cfg.Warmup > 0 {
-				if _, _, err := p.run(ctx, c, cfg.Warmup, false); err != nil {
+				if _, _, err := p.run(ctx, env, c, cfg.Warmup, false); err != nil {
 					return rep, fmt.Errorf("%s warmup at %d connections: %w", p.name, c, err)
 				}
 			}
@@ -133,7 +151,7 @@ func Run(ctx context.Context, cfg Config, t Targets, progress func(Row)) (*Repor
 					}
 				}
 			}()
-			m, loadCPU, err := p.run(ctx, c, cfg.Duration, true)
+			m, loadCPU, err := p.run(ctx, env, c, cfg.Duration, true)
 			close(stop)
 			<-rssDone
 			if err != nil {

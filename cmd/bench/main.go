@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pgbench := fs.String("pgbench", "/usr/lib/postgresql/15/bin/pgbench", "pgbench binary")
 	wrk := fs.String("wrk", "/usr/bin/wrk", "wrk binary")
 	seedRows := fs.Int("seed-rows", 10000, "key range of the lookup (the backend's -seed-rows)")
-	paths := fs.String("paths", strings.Join(bench.PathNames, ","), "comma-separated paths to measure; without db-haproxy and db-direct there is no database limit to compare with")
+	paths := fs.String("paths", strings.Join(bench.PathNames(), ","), "comma-separated paths to measure; without db-haproxy and db-direct there is no database limit to compare with")
 	if err := fs.Parse(args); err != nil {
 		return cli.Usage(err)
 	}
@@ -58,8 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, p := range strings.Split(*paths, ",") {
 		p = strings.TrimSpace(p)
-		if !slices.Contains(bench.PathNames, p) {
-			return cli.Usage(fmt.Errorf("-paths: %q is not one of %s", p, strings.Join(bench.PathNames, ", ")))
+		if !slices.Contains(bench.PathNames(), p) {
+			return cli.Usage(fmt.Errorf("-paths: %q is not one of %s", p, strings.Join(bench.PathNames(), ", ")))
 		}
 		cfg.Paths = append(cfg.Paths, p)
 	}
