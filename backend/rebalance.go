@@ -8,15 +8,17 @@ import (
 	"time"
 )
 
-// Rebalancing reads when a follower joins. HAProxy balances connections,
-// not queries, and the read lanes keep their connections for
-// readConnLifetime: without help, a follower that comes back (replaced,
-// restarted, or thawed after a hang) gets reads only as the lanes' old
-// connections expire, up to 15 s later. So the backend watches the
-// followers' passing set in Consul and, when one joins, moves read lanes to
-// new connections one at a time until its lanes are spread evenly over the
-// passing followers (HAProxy's leastconn sends a new connection to the
-// follower with the fewest).
+// Keeping each backend's reads spread over the followers. HAProxy balances
+// connections, not queries, and over all its clients: its leastconn keeps
+// the followers' totals even, not each backend's share. A backend whose read
+// lanes all lead to one follower has nowhere to retry when that follower
+// hangs (a follower-freeze drill failed 24 reads that way, after the lanes'
+// lifetime recycling had drifted one backend onto follower-0 and the other
+// onto follower-1), and a follower that comes back gets no reads until the
+// lanes' connections expire. So the backend watches the followers' passing
+// set in Consul and, when one joins or a lane's answers start coming from
+// another follower, moves lanes to new connections one at a time until they
+// are spread evenly over the passing followers again.
 
 const (
 	// watchWait is how long one Consul blocking query may wait for a change.
@@ -42,10 +44,11 @@ type passingWatcher interface {
 	WaitPassing(ctx context.Context, service string, index uint64) (names []string, next uint64, err error)
 }
 
-// watchJoins calls onJoin with the passing set each time an instance joins
-// the passing set of service, after the first answer (the instances passing
-// at start are not joins). It returns when ctx ends.
-func watchJoins(ctx context.Context, w passingWatcher, service string, onJoin func(passing []string), log *slog.Logger) {
+// watchPassing calls onChange with the passing set of service at every
+// answer from Consul, and joined set when an instance joined it since the
+// previous one (the instances passing at the first answer did not join).
+// It returns when ctx ends.
+func watchPassing(ctx context.Context, w passingWatcher, service string, onChange func(passing []string, joined bool), log *slog.Logger) {
 	var index uint64
 	var known map[string]bool // nil until the first answer
 	for ctx.Err() == nil {
@@ -77,9 +80,7 @@ func watchJoins(ctx context.Context, w passingWatcher, service string, onJoin fu
 			}
 		}
 		known = now
-		if joined {
-			onJoin(names)
-		}
+		onChange(names, joined)
 	}
 }
 
@@ -106,7 +107,9 @@ func (s *PGStore) spreadReads(ctx context.Context, passing []string) {
 	for moves := 0; ; moves++ {
 		lane, crowded := s.mostCrowdedLane(passing, share, moved)
 		if lane == nil {
-			s.log.Info("reads spread over the followers", "new_connections", moves, "took", time.Since(start).String(), "lanes", s.laneFollowers())
+			if moves > 0 {
+				s.log.Info("reads spread over the followers", "new_connections", moves, "took", time.Since(start).String(), "lanes", s.laneFollowers())
+			}
 			return
 		}
 		if moves == spreadPolicy.MaxAttempts*len(s.lanes) || ctx.Err() != nil {
@@ -205,22 +208,31 @@ func (s *PGStore) reconnect(ctx context.Context, lane *readLane) (string, error)
 	return name, nil
 }
 
-// startRebalancer watches service and, each time a follower joins, spreads
-// the store's reads over the passing followers: one spread at a time, and
-// joins that come while one runs fold into one more. stop ends both and
-// waits for them; call it before closing the pools.
+// startRebalancer keeps the store's reads spread over service's passing
+// instances: it spreads them when the passing set changes (one joined, or
+// left: lanes still on it move off in the background, not on a read's
+// time), and when a lane's answers start coming from another follower (a
+// connection replaced after its lifetime or a failure). One spread runs at
+// a time; events that come while one runs fold into one more. stop ends it
+// and waits; call it before closing the pools.
 func startRebalancer(ctx context.Context, w passingWatcher, service string, s *PGStore, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	kick := make(chan []string, 1) // the latest passing set not spread over yet
+	var mu sync.Mutex
+	var passing []string // the latest set from Consul
+	changes := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		watchJoins(ctx, w, service, func(passing []string) {
-			log.Info("follower joined: spreading reads over the passing followers", "passing", passing)
-			select {
-			case <-kick: // replace a pending set with the newer one
-			default:
+		watchPassing(ctx, w, service, func(p []string, joined bool) {
+			mu.Lock()
+			changed := passing == nil || !slices.Equal(passing, p)
+			passing = p
+			mu.Unlock()
+			if joined {
+				log.Info("follower joined: spreading reads over the passing followers", "passing", p)
 			}
-			kick <- passing
+			if changed {
+				signal(changes)
+			}
 		}, log)
 	})
 	wg.Go(func() {
@@ -228,13 +240,26 @@ func startRebalancer(ctx context.Context, w passingWatcher, service string, s *P
 			select {
 			case <-ctx.Done():
 				return
-			case passing := <-kick:
-				s.spreadReads(ctx, passing)
+			case <-changes:
+			case <-s.laneMoved:
 			}
+			mu.Lock()
+			p := passing
+			mu.Unlock()
+			s.spreadReads(ctx, p)
 		}
 	})
 	return func() {
 		cancel()
 		wg.Wait()
+	}
+}
+
+// signal marks c (capacity 1) without waiting: a mark already pending
+// stands for both.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }

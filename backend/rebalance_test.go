@@ -39,23 +39,25 @@ func (w *scriptedWatcher) WaitPassing(ctx context.Context, service string, index
 	return nil, 0, ctx.Err()
 }
 
-func TestWatchJoinsReportsOnlyJoins(t *testing.T) {
-	w := &scriptedWatcher{answers: []watchAnswer{
+func TestWatchPassingReportsEverySetAndTheJoins(t *testing.T) {
+	answers := []watchAnswer{
 		{[]string{"follower-0", "follower-1"}, 10}, // at start: not a join
 		{[]string{"follower-1"}, 12},               // follower-0 left
 		{[]string{"follower-1", "follower-0"}, 15}, // and joined again
 		{[]string{"follower-1", "follower-0"}, 16}, // nothing new
 		{[]string{"follower-1", "follower-0"}, 3},  // index went backwards
 		{[]string{"follower-1", "follower-0", "follower-2"}, 0},
-	}}
+	}
+	w := &scriptedWatcher{answers: slices.Clone(answers)}
 	ctx, cancel := context.WithCancel(context.Background())
-	var joins [][]string
+	var sets [][]string
+	var joined []bool
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		watchJoins(ctx, w, "postgres-follower", func(p []string) {
-			joins = append(joins, p)
-			if len(joins) == 2 {
+		watchPassing(ctx, w, "postgres-follower", func(p []string, j bool) {
+			sets, joined = append(sets, p), append(joined, j)
+			if len(sets) == len(answers) {
 				cancel()
 			}
 		}, slog.New(slog.DiscardHandler))
@@ -64,11 +66,18 @@ func TestWatchJoinsReportsOnlyJoins(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		cancel()
-		t.Fatal("watchJoins did not return after its context ended")
+		t.Fatal("watchPassing did not return after its context ended")
 	}
-	want := [][]string{{"follower-1", "follower-0"}, {"follower-1", "follower-0", "follower-2"}}
-	if len(joins) != len(want) || !slices.Equal(joins[0], want[0]) || !slices.Equal(joins[1], want[1]) {
-		t.Errorf("joins = %v, want %v", joins, want)
+	if len(sets) != len(answers) {
+		t.Fatalf("%d sets reported, want %d", len(sets), len(answers))
+	}
+	for i, a := range answers {
+		if !slices.Equal(sets[i], a.names) {
+			t.Errorf("set %d = %v, want %v", i, sets[i], a.names)
+		}
+	}
+	if want := []bool{false, false, true, false, false, true}; !slices.Equal(joined, want) {
+		t.Errorf("joined = %v, want %v", joined, want)
 	}
 	// Each query waits on the previous answer's index; after the index
 	// went backwards (16 -> 3) the next one starts over from 0.
@@ -269,5 +278,83 @@ func TestSpreadReadsAfterAnHAProxyReload(t *testing.T) {
 	// follower-1 (tie), follower-0, follower-1 (tie again), follower-0.
 	if hp.opened != 4 {
 		t.Errorf("%d new connections, want 4: each lane moved once", hp.opened)
+	}
+}
+
+// A read marks the store's laneMoved when its lane's answers come from
+// another follower than before, and only then.
+func TestReadMarksALaneThatMoved(t *testing.T) {
+	db := &fakeDB{all: true}
+	db.row.name = "follower-0"
+	s := newStore(db, db, StoreOptions{ReadPolicy: noBackoff})
+	marked := func() bool {
+		select {
+		case <-s.laneMoved:
+			return true
+		default:
+			return false
+		}
+	}
+	read := func(id int64) {
+		t.Helper()
+		if _, err := s.GetItem(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read(1)
+	if !marked() {
+		t.Error("a lane's first answer did not mark it moved (from no follower)")
+	}
+	read(2)
+	if marked() {
+		t.Error("a second answer from the same follower marked the lane moved")
+	}
+	db.mu.Lock()
+	db.row.name = "follower-1" // its connection was replaced, and landed elsewhere
+	db.mu.Unlock()
+	read(3)
+	if !marked() {
+		t.Error("an answer from another follower did not mark the lane moved")
+	}
+}
+
+// waitSpread waits (bounded) until two lanes are on each follower.
+func waitSpread(t *testing.T, s *PGStore, f0, f1 string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if n := countLanes(s.laneFollowers()); n[f0] == 2 && n[f1] == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lanes %v, want two on %s and two on %s", s.laneFollowers(), f0, f1)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// The rebalancer spreads the lanes at Consul's first answer, and again when
+// a lane moved (here: two lanes drifted back onto follower-1).
+func TestRebalancerKeepsTheLanesSpread(t *testing.T) {
+	hp := &fakeHAProxy{script: []string{"follower-0"}}
+	s := laneStoreOn(hp, "follower-1", "follower-1", "follower-1", "follower-1")
+	w := &scriptedWatcher{answers: []watchAnswer{{[]string{"follower-0", "follower-1"}, 7}}}
+	stop := startRebalancer(context.Background(), w, "postgres-follower", s, slog.New(slog.DiscardHandler))
+	defer stop()
+
+	waitSpread(t, s, "follower-0", "follower-1")
+	for _, l := range s.lanes {
+		if l.lastFollower() == "follower-0" {
+			c := l.db.(*connLane)
+			c.mu.Lock()
+			c.conn, c.fresh = "follower-1", false
+			c.mu.Unlock()
+			l.follower.Store("follower-1")
+		}
+	}
+	signal(s.laneMoved)
+	waitSpread(t, s, "follower-0", "follower-1")
+	if hp.opened != 4 {
+		t.Errorf("%d new connections, want 4: two per spread", hp.opened)
 	}
 }

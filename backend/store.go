@@ -101,10 +101,13 @@ RETURNING id, created_at, payload, xmax <> 0`
 // passed over for laneSuspectFor, and a lane still busy with a stalled query
 // is passed over too, while another lane is free.
 type PGStore struct {
-	lanes       []*readLane
-	nextLane    atomic.Uint32
-	write       db
-	reads       *readBatcher
+	lanes    []*readLane
+	nextLane atomic.Uint32
+	write    db
+	reads    *readBatcher
+	// laneMoved is marked (see signal) when a lane's answers start coming
+	// from another follower; the rebalancer listens.
+	laneMoved   chan struct{}
 	readPolicy  RetryPolicy
 	writePolicy RetryPolicy
 	onReadRetry func()
@@ -220,7 +223,7 @@ func newLaneStore(dbs []db, write db, opts StoreOptions) *PGStore {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &PGStore{
-		lanes: lanes, write: write,
+		lanes: lanes, write: write, laneMoved: make(chan struct{}, 1),
 		readPolicy: opts.ReadPolicy, writePolicy: opts.WritePolicy,
 		onReadRetry: opts.OnReadRetry, log: opts.Logger,
 	}
@@ -274,7 +277,9 @@ func (s *PGStore) readItems(ctx context.Context, ids []int64, tries *atomic.Int3
 		err := s.queryItems(ctx, lane, ids, &items, &from)
 		switch {
 		case err == nil && from.Name != "":
-			lane.follower.Store(from.Name)
+			if old, _ := lane.follower.Swap(from.Name).(string); old != from.Name {
+				signal(s.laneMoved)
+			}
 		case connectionError(err):
 			s.suspect(lane)
 		}
