@@ -99,6 +99,7 @@ func (s *PGStore) spreadReads(ctx context.Context, passing []string) {
 		return
 	}
 	start := time.Now()
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, spreadBudget)
 	defer cancel()
 	share := len(s.lanes) / len(passing)
@@ -111,6 +112,9 @@ func (s *PGStore) spreadReads(ctx context.Context, passing []string) {
 				s.log.Info("reads spread over the followers", "new_connections", moves, "took", time.Since(start).String(), "lanes", s.laneFollowers())
 			}
 			return
+		}
+		if parent.Err() != nil {
+			return // shutting down
 		}
 		if moves == spreadPolicy.MaxAttempts*len(s.lanes) || ctx.Err() != nil {
 			s.log.Warn("reads not spread over the followers; the connections' lifetime will", "new_connections", moves, "took", time.Since(start).String(), "lanes", s.laneFollowers())
