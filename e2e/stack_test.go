@@ -44,7 +44,7 @@ func testJobFilesAreFormattedAndValid(t *testing.T) {
 	run("fmt", "-check", "-recursive", "jobs/")
 	for _, job := range []string{"postgres", "haproxy", "backend", "nginx"} {
 		args := []string{"job", "validate", "-var-file=jobs/hastack.vars.hcl"}
-		if job == "backend" {
+		if job == "backend" || job == "postgres" {
 			args = append(args, "-var", "bin_dir="+filepath.Join(root, "bin"))
 		}
 		run(append(args, "jobs/"+job+".nomad.hcl")...)

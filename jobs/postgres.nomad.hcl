@@ -6,6 +6,11 @@ variable "datacenters" {
   default     = ["dc1"]
 }
 
+variable "bin_dir" {
+  type        = string
+  description = "Directory holding the hastack binaries on every client (scripts/install.sh builds them into bin/): the health check runs bin_dir/pgcheck."
+}
+
 variable "pg_bin_dir" {
   type        = string
   description = "Directory of the Postgres 15 server binaries on every client (Debian's postgresql-15)."
@@ -54,6 +59,8 @@ job "postgres" {
 
     network {
       port "pg" {}
+      # The health check's HTTP endpoint (task "check").
+      port "check" {}
     }
 
     # Keep the data directory across restarts and, best effort, reschedules.
@@ -99,13 +106,6 @@ job "postgres" {
       }
 
       template {
-        data        = file("jobs/files/postgres-check.sh")
-        destination = "local/check.sh"
-        perms       = "0755"
-        change_mode = "noop"
-      }
-
-      template {
         data        = local.secrets_env
         destination = "secrets/db.env"
         env         = true
@@ -116,14 +116,16 @@ job "postgres" {
         name = "postgres-primary"
         port = "pg"
 
+        # Served by the "check" task over one kept connection: a script
+        # check forked bash, psql and a Postgres backend every second.
         check {
           name     = "answers SQL, not in recovery"
-          type     = "script"
-          command  = "/bin/bash"
-          args     = ["${NOMAD_TASK_DIR}/check.sh"]
+          type     = "http"
+          port     = "check"
+          path     = "/health"
           interval = "1s"
-          # psql over the local socket answers in milliseconds: a second
-          # without an answer means a hung server.
+          # pgcheck gives up after 800 ms: a second without an answer means
+          # a hung server.
           timeout = "1s"
         }
       }
@@ -137,6 +139,49 @@ job "postgres" {
         memory = 512
       }
     }
+
+    # Serves the health check of the postgres task's service: GET /health
+    # passes when Postgres answers SQL over its port, as clients reach it,
+    # and pg_is_in_recovery() fits the role. It keeps one connection open, so
+    # a check costs a query, not a fork of bash, psql and a Postgres backend.
+    # A separate task: freezing or killing Postgres leaves it running to say
+    # so.
+    task "check" {
+      driver = "raw_exec"
+
+      lifecycle {
+        hook    = "poststart"
+        sidecar = true
+      }
+
+      config {
+        command = "${var.bin_dir}/pgcheck"
+      }
+
+      env {
+        ROLE       = "primary"
+        PGHOST     = "${NOMAD_IP_pg}"
+        PGPORT     = "${NOMAD_PORT_pg}"
+        PGUSER     = "app"
+        PGDATABASE = "hastack"
+        PGSSLMODE  = "disable"
+      }
+
+      template {
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs" -}}
+          PGPASSWORD={{ .app_password }}
+          {{- end }}
+        EOT
+        destination = "secrets/check.env"
+        env         = true
+      }
+
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
   }
 
   group "follower" {
@@ -144,6 +189,8 @@ job "postgres" {
 
     network {
       port "pg" {}
+      # The health check's HTTP endpoint (task "check").
+      port "check" {}
     }
 
     ephemeral_disk {
@@ -187,13 +234,6 @@ job "postgres" {
       }
 
       template {
-        data        = file("jobs/files/postgres-check.sh")
-        destination = "local/check.sh"
-        perms       = "0755"
-        change_mode = "noop"
-      }
-
-      template {
         data        = local.secrets_env
         destination = "secrets/db.env"
         env         = true
@@ -230,14 +270,16 @@ job "postgres" {
           name = "follower-${NOMAD_ALLOC_INDEX}"
         }
 
+        # Served by the "check" task over one kept connection: a script
+        # check forked bash, psql and a Postgres backend every second.
         check {
           name     = "answers SQL, in recovery"
-          type     = "script"
-          command  = "/bin/bash"
-          args     = ["${NOMAD_TASK_DIR}/check.sh"]
+          type     = "http"
+          port     = "check"
+          path     = "/health"
           interval = "1s"
-          # A frozen follower must leave rotation fast: psql over the local
-          # socket answers in milliseconds.
+          # A frozen follower must leave rotation fast: pgcheck gives up
+          # after 800 ms.
           timeout = "1s"
         }
       }
@@ -250,6 +292,49 @@ job "postgres" {
       resources {
         cpu    = 500
         memory = 512
+      }
+    }
+
+    # Serves the health check of the postgres task's service: GET /health
+    # passes when Postgres answers SQL over its port, as clients reach it,
+    # and pg_is_in_recovery() fits the role. It keeps one connection open, so
+    # a check costs a query, not a fork of bash, psql and a Postgres backend.
+    # A separate task: freezing or killing Postgres leaves it running to say
+    # so.
+    task "check" {
+      driver = "raw_exec"
+
+      lifecycle {
+        hook    = "poststart"
+        sidecar = true
+      }
+
+      config {
+        command = "${var.bin_dir}/pgcheck"
+      }
+
+      env {
+        ROLE       = "follower"
+        PGHOST     = "${NOMAD_IP_pg}"
+        PGPORT     = "${NOMAD_PORT_pg}"
+        PGUSER     = "app"
+        PGDATABASE = "hastack"
+        PGSSLMODE  = "disable"
+      }
+
+      template {
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs" -}}
+          PGPASSWORD={{ .app_password }}
+          {{- end }}
+        EOT
+        destination = "secrets/check.env"
+        env         = true
+      }
+
+      resources {
+        cpu    = 50
+        memory = 32
       }
     }
   }

@@ -52,7 +52,7 @@ run_job() {
 	hastack wait-services -timeout 300s -jobs "$job" "$@"
 }
 
-run_job postgres -- postgres-primary=1 postgres-follower=2
+run_job postgres -var "bin_dir=$BIN" -- postgres-primary=1 postgres-follower=2
 run_job haproxy -- haproxy=1
 run_job backend -var "bin_dir=$BIN" -- backend=2
 run_job nginx -- nginx=1
