@@ -92,27 +92,42 @@ func (c *Checker) Check(ctx context.Context) (Result, error) {
 	}
 	defer func() { c.turn <- conn }()
 
-	if conn == nil {
-		var err error
-		if conn, err = c.dial(ctx); err != nil {
-			return res, fmt.Errorf("connect: %w", err)
-		}
-		res.Dialled = true
+	rec, err := c.ask(ctx, &conn, &res)
+	if err != nil && !res.Dialled && ctx.Err() == nil {
+		// A kept connection can be stale: the server restarted since the
+		// last check. Only a fresh one says whether it is up now.
+		rec, err = c.ask(ctx, &conn, &res)
 	}
-	rec, err := conn.InRecovery(ctx)
 	if err != nil {
-		// The connection may be broken or mid-query: never reuse it.
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 100*time.Millisecond)
-		_ = conn.Close(closeCtx)
-		cancel()
-		conn = nil
-		return res, fmt.Errorf("SELECT pg_is_in_recovery(): %w", err)
+		return res, err
 	}
 	res.InRecovery = &rec
 	if rec != c.role.wantRecovery() {
 		return res, fmt.Errorf("%w: pg_is_in_recovery() = %t, want %t for a %s", ErrWrongRole, rec, c.role.wantRecovery(), c.role)
 	}
 	return res, nil
+}
+
+// ask runs the query on *conn, dialling first when it is nil; a connection
+// whose query failed is closed and *conn set to nil.
+func (c *Checker) ask(ctx context.Context, conn *Conn, res *Result) (bool, error) {
+	if *conn == nil {
+		var err error
+		if *conn, err = c.dial(ctx); err != nil {
+			return false, fmt.Errorf("connect: %w", err)
+		}
+		res.Dialled = true
+	}
+	rec, err := (*conn).InRecovery(ctx)
+	if err != nil {
+		// The connection may be broken or mid-query: never reuse it.
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 100*time.Millisecond)
+		_ = (*conn).Close(closeCtx)
+		cancel()
+		*conn = nil
+		return false, fmt.Errorf("SELECT pg_is_in_recovery(): %w", err)
+	}
+	return rec, nil
 }
 
 // Close closes the open connection, if any, once no check holds it.

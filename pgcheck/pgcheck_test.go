@@ -102,6 +102,33 @@ func TestCheckRedialsAfterAFailedQuery(t *testing.T) {
 	}
 }
 
+// A server that restarted since the last check: the kept connection fails,
+// and the same check dials again rather than reporting a failure.
+func TestCheckStaleConnectionRedialsInTheSameCheck(t *testing.T) {
+	kept := &fakeConn{rec: true}
+	d := &dialer{conns: []*fakeConn{kept, {rec: true}}}
+	c := NewChecker(Follower, d.dial)
+	if _, err := c.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	kept.err = errors.New("unexpected EOF") // the server restarted
+	res, err := c.Check(context.Background())
+	if err != nil || !res.Dialled || d.dials != 2 || !kept.closed.Load() {
+		t.Errorf("%+v, %v, dials %d, stale closed %t; want a pass on a new connection", res, err, d.dials, kept.closed.Load())
+	}
+	// A server that is down: the redial fails too, and the check with it.
+	first := &fakeConn{rec: true}
+	down := &dialer{conns: []*fakeConn{first}}
+	c = NewChecker(Follower, down.dial)
+	if _, err := c.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first.err, down.err = errors.New("unexpected EOF"), errors.New("connection refused")
+	if _, err := c.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("server down: err = %v, want the redial's error", err)
+	}
+}
+
 func TestCheckDialFailure(t *testing.T) {
 	d := &dialer{err: errors.New("connection refused")}
 	_, err := NewChecker(Follower, d.dial).Check(context.Background())
