@@ -15,6 +15,10 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float6
 // WriteTable prints the report as an aligned table.
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "machine: %s, %d cores; %s per level after %s warm-up; %s\n", r.Host, r.Cores, r.Duration, r.Warmup, r.Started.Format(time.RFC3339))
+	if i := r.Idle; i != nil {
+		fmt.Fprintf(w, "idle (%.0fs, no load): the machine used %.2f of %d cores; platform (Nomad, Consul, checks) %.3f, postgres %.3f, backend %.3f, haproxy %.3f, nginx %.3f\n",
+			i.Seconds, i.MachineCores, r.Cores, i.GroupCores["platform"], i.GroupCores["postgres"], i.GroupCores["backend"], i.GroupCores["haproxy"], i.GroupCores["nginx"])
+	}
 	if r.DBLimit > 0 {
 		fmt.Fprintf(w, "database limit (best pgbench rate of this run): %.0f req/s; \"of DB via HAProxy\" compares with pgbench through HAProxy at the same connections\n\n", r.DBLimit)
 	} else {
@@ -27,7 +31,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			viaHAProxy[row.Conns] = row.Measure.RPS
 		}
 	}
-	fmt.Fprintln(tw, "path\tconns\treq/s\tp50\tp99\terrors\tof DB limit\tof DB via HAProxy\tCPU s/1k req: nginx\tbackend\thaproxy\tpostgres\tloadgen\tbackend RSS\t")
+	fmt.Fprintln(tw, "path\tconns\treq/s\tp50\tp99\terrors\tof DB limit\tof DB via HAProxy\tCPU s/1k req: nginx\tbackend\thaproxy\tpostgres\tloadgen\tplatform\tbackend RSS\t")
 	for _, row := range r.Rows {
 		m := row.Measure
 		rss := "-"
@@ -42,9 +46,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if v := viaHAProxy[row.Conns]; v > 0 {
 			ofHAProxy = fmt.Sprintf("%.0f%%", 100*m.RPS/v)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t\n",
 			row.Path, row.Conns, m.RPS, ms(m.P50), ms(m.P99), m.Errors, ofDB, ofHAProxy,
-			c["nginx"], c["backend"], c["haproxy"], c["postgres"], c["loadgen"], rss)
+			c["nginx"], c["backend"], c["haproxy"], c["postgres"], c["loadgen"], c["platform"], rss)
 	}
 	return tw.Flush()
 }

@@ -113,6 +113,10 @@ func TestGroupOf(t *testing.T) {
 		{"wrk", false, "loadgen"},
 		{"pgbench", false, "loadgen"},
 		{"bash", true, ""},
+		{"nomad", false, "platform"},
+		{"consul", false, "platform"},
+		{"pgcheck", true, "platform"},
+		{"pgcheck", false, ""},
 	} {
 		if got := groupOf(c.comm, c.nomad); got != c.want {
 			t.Errorf("groupOf(%q, %v) = %q, want %q", c.comm, c.nomad, got, c.want)
@@ -133,5 +137,16 @@ func TestUnderNomad(t *testing.T) {
 		if got := underNomad([]byte(c.env), []byte(c.cgroup)); got != c.want {
 			t.Errorf("underNomad(%q, %q) = %v, want %v", c.env, c.cgroup, got, c.want)
 		}
+	}
+}
+
+func TestParseMachineCPU(t *testing.T) {
+	stat := []byte("cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n")
+	busy, total, err := parseMachineCPU(stat)
+	if err != nil || busy != 1.6 || total != 10 {
+		t.Errorf("parseMachineCPU = %v, %v, %v; want busy 1.6 s of 10 s", busy, total, err)
+	}
+	if _, _, err := parseMachineCPU([]byte("intr 1 2 3\n")); err == nil {
+		t.Error("no cpu line: want an error")
 	}
 }

@@ -10,7 +10,10 @@ import (
 )
 
 // Groups are the process groups whose CPU the benchmark accounts for.
-var Groups = []string{"nginx", "backend", "haproxy", "postgres", "loadgen"}
+// "platform" is what runs the stack rather than serves it: the Nomad and
+// Consul agents, Nomad's executors and log collectors, the Postgres health
+// checks; its CPU is taken from the same cores the requests need.
+var Groups = []string{"nginx", "backend", "haproxy", "postgres", "loadgen", "platform"}
 
 // clockTicks is USER_HZ, the unit of CPU times in /proc/<pid>/stat; it is
 // 100 on every Linux architecture Go supports.
@@ -32,6 +35,8 @@ func groupOf(comm string, nomad bool) string {
 	switch comm {
 	case "wrk", "pgbench":
 		return "loadgen"
+	case "nomad", "consul": // the agents are not Nomad tasks
+		return "platform"
 	}
 	if !nomad {
 		return ""
@@ -45,6 +50,8 @@ func groupOf(comm string, nomad bool) string {
 		return "haproxy"
 	case comm == "postgres":
 		return "postgres"
+	case comm == "pgcheck":
+		return "platform"
 	}
 	return ""
 }
@@ -155,4 +162,37 @@ func procUnderNomad(dir string) bool {
 	env, _ := os.ReadFile(dir + "/environ")
 	cg, _ := os.ReadFile(dir + "/cgroup")
 	return underNomad(env, cg)
+}
+
+// MachineCPU reads the busy and total CPU time of the whole machine (all
+// cores, in seconds) from /proc/stat: busy is everything but idle and iowait.
+func MachineCPU() (busy, total float64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseMachineCPU(b)
+}
+
+func parseMachineCPU(stat []byte) (busy, total float64, err error) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: no cpu line")
+	}
+	var idle int64
+	var sum int64
+	// user nice system idle iowait irq softirq steal (guest time is
+	// already in user and nice).
+	for i, x := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseInt(x, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		sum += n
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return float64(sum-idle) / clockTicks, float64(sum) / clockTicks, nil
 }

@@ -24,6 +24,7 @@ type Config struct {
 	Wrk      string        // wrk binary
 	SeedRows int           // key range of the lookup, as the backend uses
 	Paths    []string      // paths to measure (see PathNames); empty: all
+	Idle     time.Duration // how long to measure the stack's CPU with no load first; 0: skip
 }
 
 // Targets are where each path is measured, found through Consul.
@@ -54,7 +55,50 @@ type Report struct {
 	Duration string    `json:"duration_per_level"`
 	Warmup   string    `json:"warmup_per_level"`
 	DBLimit  float64   `json:"db_limit_rps"`
+	Idle     *Idle     `json:"idle,omitempty"`
 	Rows     []Row     `json:"rows"`
+}
+
+// Idle is the CPU the machine and each group used with no load, in cores
+// (CPU seconds per second): what the stack costs before serving anything.
+type Idle struct {
+	Seconds      float64            `json:"seconds"`
+	MachineCores float64            `json:"machine_busy_cores"`
+	GroupCores   map[string]float64 `json:"group_cores"`
+}
+
+// MeasureIdle samples the machine and the groups d apart.
+func MeasureIdle(ctx context.Context, d time.Duration) (*Idle, error) {
+	busy0, _, err := MachineCPU()
+	if err != nil {
+		return nil, err
+	}
+	before, err := SampleCPU()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(d):
+	}
+	busy1, _, err := MachineCPU()
+	if err != nil {
+		return nil, err
+	}
+	after, err := SampleCPU()
+	if err != nil {
+		return nil, err
+	}
+	secs := time.Since(start).Seconds()
+	idle := &Idle{Seconds: secs, MachineCores: (busy1 - busy0) / secs, GroupCores: map[string]float64{}}
+	for g, used := range after.Sub(before) {
+		if g != "loadgen" {
+			idle.GroupCores[g] = used / secs
+		}
+	}
+	return idle, nil
 }
 
 // lookupScript is the same single-row lookup by key, with the same columns,
@@ -119,6 +163,13 @@ func Run(ctx context.Context, cfg Config, t Targets, progress func(Row)) (*Repor
 		return nil, err
 	}
 	env := pathEnv{cfg: cfg, t: t, script: script}
+	if cfg.Idle > 0 {
+		idle, err := MeasureIdle(ctx, cfg.Idle)
+		if err != nil {
+			return rep, fmt.Errorf("idle: %w", err)
+		}
+		rep.Idle = idle
+	}
 	for _, p := range paths {
 		if len(cfg.Paths) > 0 && !slices.Contains(cfg.Paths, p.name) {
 			continue

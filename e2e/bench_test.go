@@ -50,6 +50,10 @@ func testBenchmarkSmoke(t *testing.T) {
 			t.Errorf("result has no %s row", p)
 		}
 	}
+	// The stack idles, but its agents and checks always use some CPU.
+	if rep.Idle == nil || rep.Idle.MachineCores <= 0 || rep.Idle.GroupCores["platform"] <= 0 {
+		t.Errorf("idle measurement %+v: want the machine's and the platform's CPU", rep.Idle)
+	}
 	if rep.Cores < 1 || rep.DBLimit <= 0 {
 		t.Errorf("cores %d, database limit %v: want both positive", rep.Cores, rep.DBLimit)
 	}

@@ -38,13 +38,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pgbench := fs.String("pgbench", "/usr/lib/postgresql/15/bin/pgbench", "pgbench binary")
 	wrk := fs.String("wrk", "/usr/bin/wrk", "wrk binary")
 	seedRows := fs.Int("seed-rows", 10000, "key range of the lookup (the backend's -seed-rows)")
+	idle := fs.Duration("idle", 10*time.Second, "measure the stack's CPU with no load this long before the paths; 0 skips it")
 	paths := fs.String("paths", strings.Join(bench.PathNames(), ","), "comma-separated paths to measure; without db-haproxy and db-direct there is no database limit to compare with")
 	if err := fs.Parse(args); err != nil {
 		return cli.Usage(err)
 	}
-	cfg := bench.Config{Duration: *duration, Warmup: *warmup, Threads: *threads, Pgbench: *pgbench, Wrk: *wrk, SeedRows: *seedRows}
+	cfg := bench.Config{Duration: *duration, Warmup: *warmup, Threads: *threads, Pgbench: *pgbench, Wrk: *wrk, SeedRows: *seedRows, Idle: *idle}
 	if *smoke {
-		*levels, cfg.Duration, cfg.Warmup = "4", 2*time.Second, time.Second
+		*levels, cfg.Duration, cfg.Warmup, cfg.Idle = "4", 2*time.Second, time.Second, time.Second
+	}
+	if cfg.Idle < 0 {
+		return cli.Usage(fmt.Errorf("-idle must not be negative"))
 	}
 	for _, l := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(l))
