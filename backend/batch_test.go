@@ -315,6 +315,54 @@ func TestReadsGoAroundAStalledQuery(t *testing.T) {
 	}
 }
 
+// A follower that hangs (frozen): once a query on one of its connections
+// stalls, the reads going around it skip its other connections too, rather
+// than hang on them until the attempt's deadline and retry.
+func TestReadsGoAroundAStalledFollowersOtherLanes(t *testing.T) {
+	hung, entered := make(chan struct{}), make(chan struct{}, 16)
+	defer close(hung)
+	lane := func(name string, hangs bool) *fakeDB {
+		db := &fakeDB{all: true}
+		db.row.name = name
+		if hangs {
+			db.onQuery = func([]int64) {
+				entered <- struct{}{}
+				select { // bounded, so the test fails rather than hangs
+				case <-hung:
+				case <-time.After(3 * time.Second):
+				}
+			}
+		}
+		return db
+	}
+	// Lanes in turn: the first read takes lane 1, the next lane 2, both on
+	// the hung follower-0.
+	names := []string{"follower-1", "follower-0", "follower-0", "follower-1"}
+	dbs := make([]db, len(names))
+	for i, n := range names {
+		dbs[i] = lane(n, n == "follower-0")
+	}
+	s := newLaneStore(dbs, &fakeDB{}, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 1, ReadStallAfter: 20 * time.Millisecond})
+	for i, n := range names {
+		s.lanes[i].follower.Store(n)
+	}
+
+	stuck := readAll(context.Background(), s, 1)
+	<-entered // read 1 is out on lane 1, hanging
+	res, err := s.GetItem(context.Background(), 2)
+	if err != nil || res.Follower.Name != "follower-1" || res.Attempts != 1 {
+		t.Errorf("read 2 behind the stalled query: %+v %v; want it from follower-1 at the first attempt", res, err)
+	}
+	if n := len(entered); n != 0 {
+		t.Errorf("%d more queries went to the hung follower's lanes, want none", n)
+	}
+	select {
+	case o := <-stuck:
+		t.Fatalf("read 1 answered while its query hangs: %+v", o)
+	default:
+	}
+}
+
 // twoLaneStore is a store with two read lanes, one per follower, that hold
 // every id; one read query in flight.
 func twoLaneStore() (s *PGStore, f0, f1 *fakeDB) {

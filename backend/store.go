@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -99,7 +100,8 @@ RETURNING id, created_at, payload, xmax <> 0`
 // used connection first, which kept a backend's reads on one follower for
 // seconds at a time. A lane whose query failed at the connection level is
 // passed over for laneSuspectFor, and a lane still busy with a stalled query
-// is passed over too, while another lane is free.
+// is passed over too, while another lane is free, with every lane whose
+// last answer came from the same follower: that follower may be hung.
 type PGStore struct {
 	lanes    []*readLane
 	nextLane atomic.Uint32
@@ -110,6 +112,9 @@ type PGStore struct {
 	laneMoved   chan struct{}
 	readPolicy  RetryPolicy
 	writePolicy RetryPolicy
+	// stallAfter: a lane's query without an answer for this long makes
+	// its follower's other lanes passed over (zero: never).
+	stallAfter  time.Duration
 	onReadRetry func()
 	log         *slog.Logger
 }
@@ -155,6 +160,24 @@ type readLane struct {
 	suspectUntil atomic.Int64 // unix nanoseconds
 	follower     atomic.Value // string: who answered its last query
 	retiring     atomic.Bool  // moving to a new connection (see spreadReads)
+	queryStart   atomic.Int64 // unix nanoseconds the running query started; 0: none
+}
+
+// stalledFollowers returns the followers of the lanes whose running query
+// has gone without an answer for longer than stallAfter.
+func (s *PGStore) stalledFollowers(now int64) []string {
+	var slow []string
+	if s.stallAfter <= 0 {
+		return nil
+	}
+	for _, l := range s.lanes {
+		if t := l.queryStart.Load(); t != 0 && now-t > int64(s.stallAfter) {
+			if f := l.lastFollower(); f != "" {
+				slow = append(slow, f)
+			}
+		}
+	}
+	return slow
 }
 
 // lastFollower is the follower of the lane's last answer; "" when unknown.
@@ -195,13 +218,23 @@ func (l *readLane) busy() bool {
 
 // pickLane returns the lane for attempt n (from 1) of a batch that starts
 // at base: the next in turn that is neither suspect, moving to a new
-// connection, nor busy; or the one in turn when none is free.
+// connection, busy, nor on a follower with a stalled query; failing that,
+// the next that is at least free; or the one in turn.
 func (s *PGStore) pickLane(base uint32, n int32) *readLane {
 	now := time.Now().UnixNano()
 	first := int((base + uint32(n) - 1) % uint32(len(s.lanes)))
+	free := func(l *readLane) bool { return l.suspectUntil.Load() <= now && !l.retiring.Load() && !l.busy() }
+	if slow := s.stalledFollowers(now); len(slow) > 0 {
+		for k := range s.lanes {
+			l := s.lanes[(first+k)%len(s.lanes)]
+			if free(l) && !slices.Contains(slow, l.lastFollower()) {
+				return l
+			}
+		}
+	}
 	for k := range s.lanes {
 		l := s.lanes[(first+k)%len(s.lanes)]
-		if l.suspectUntil.Load() <= now && !l.retiring.Load() && !l.busy() {
+		if free(l) {
 			return l
 		}
 	}
@@ -225,7 +258,7 @@ func newLaneStore(dbs []db, write db, opts StoreOptions) *PGStore {
 	s := &PGStore{
 		lanes: lanes, write: write, laneMoved: make(chan struct{}, 1),
 		readPolicy: opts.ReadPolicy, writePolicy: opts.WritePolicy,
-		onReadRetry: opts.OnReadRetry, log: opts.Logger,
+		stallAfter: opts.ReadStallAfter, onReadRetry: opts.OnReadRetry, log: opts.Logger,
 	}
 	s.reads = &readBatcher{
 		exec:       s.readItems,
@@ -274,7 +307,14 @@ func (s *PGStore) readItems(ctx context.Context, ids []int64, tries *atomic.Int3
 	base := s.nextLane.Add(1)
 	_, err := retry(ctx, s.readPolicy, connectionError, onRetry, func(ctx context.Context) error {
 		lane := s.pickLane(base, tries.Add(1))
+		// Mark the lane's query as running, unless another (a fallback onto
+		// a busy lane) already is: its start is the one that stalls first.
+		start := time.Now().UnixNano()
+		mine := lane.queryStart.CompareAndSwap(0, start)
 		err := s.queryItems(ctx, lane, ids, &items, &from)
+		if mine {
+			lane.queryStart.Store(0)
+		}
 		switch {
 		case err == nil && from.Name != "":
 			if old, _ := lane.follower.Swap(from.Name).(string); old != from.Name {
