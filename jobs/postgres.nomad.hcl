@@ -116,8 +116,7 @@ job "postgres" {
         name = "postgres-primary"
         port = "pg"
 
-        # Served by the "check" task over one kept connection: a script
-        # check forked bash, psql and a Postgres backend every second.
+        # Served by this allocation's "check" task (below).
         check {
           name     = "answers SQL, not in recovery"
           type     = "http"
@@ -270,8 +269,7 @@ job "postgres" {
           name = "follower-${NOMAD_ALLOC_INDEX}"
         }
 
-        # Served by the "check" task over one kept connection: a script
-        # check forked bash, psql and a Postgres backend every second.
+        # Served by this allocation's "check" task (below).
         check {
           name     = "answers SQL, in recovery"
           type     = "http"
