@@ -106,14 +106,8 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 		return cfg, cli.Usage(fmt.Errorf("CHECK_TIMEOUT: %w", err))
 	}
 	fs.DurationVar(&cfg.Timeout, "timeout", d, "deadline of one check, under Consul's check timeout (env CHECK_TIMEOUT)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, err
-		}
-		return cfg, cli.Usage(err)
-	}
-	if fs.NArg() > 0 {
-		return cfg, cli.Usage(fmt.Errorf("unexpected arguments %q", fs.Args()))
+	if err := cli.Parse(fs, args); err != nil {
+		return cfg, err
 	}
 	if cfg.Role, err = ParseRole(role); err != nil {
 		return cfg, cli.Usage(fmt.Errorf("-role / ROLE: %w", err))

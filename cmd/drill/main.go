@@ -75,14 +75,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&o.AllocID, "alloc", "", "victim allocation `ID` (or 8+ char prefix); default: lowest index of the role")
 	fs.StringVar(&cfg.out, "out", "", "output `dir` (default results/drills/<UTC timestamp>)")
 	fs.StringVar(&cfg.reanalyze, "reanalyze", "", "recompute the figures and report of an earlier run in `dir` from its recorded requests, without touching the stack")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, err
-		}
-		return cfg, cli.Usage(err)
-	}
-	if fs.NArg() > 0 {
-		return cfg, cli.Usage(fmt.Errorf("unexpected arguments %q", fs.Args()))
+	if err := cli.Parse(fs, args); err != nil {
+		return cfg, err
 	}
 	switch {
 	case cfg.reanalyze != "" && (suite || len(names) > 0):

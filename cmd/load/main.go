@@ -120,14 +120,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (lo
 	if err := errors.Join(errs...); err != nil {
 		return cfg, opts, cli.Usage(err)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, opts, err
-		}
-		return cfg, opts, cli.Usage(err)
-	}
-	if fs.NArg() > 0 {
-		return cfg, opts, cli.Usage(fmt.Errorf("unexpected arguments: %q", fs.Args()))
+	if err := cli.Parse(fs, args); err != nil {
+		return cfg, opts, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, opts, cli.Usage(err)

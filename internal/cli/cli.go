@@ -48,3 +48,19 @@ func ExitCode(name string, err error, stderr io.Writer) int {
 		return 1
 	}
 }
+
+// Parse parses args into fs, a command's flags, which take no positional
+// arguments. It returns flag.ErrHelp as is after -h, and a usage error for a
+// bad flag or a stray argument.
+func Parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return Usage(err)
+	}
+	if fs.NArg() > 0 {
+		return Usage(fmt.Errorf("unexpected arguments: %q", fs.Args()))
+	}
+	return nil
+}

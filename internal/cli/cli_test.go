@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"testing"
 )
 
@@ -24,5 +25,29 @@ func TestExitCode(t *testing.T) {
 		if code := ExitCode("tool", c.err, &stderr); code != c.code || stderr.String() != c.out {
 			t.Errorf("ExitCode(%v) = %d, %q; want %d, %q", c.err, code, stderr.String(), c.code, c.out)
 		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	newFS := func() *flag.FlagSet {
+		fs := flag.NewFlagSet("tool", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		fs.Int("n", 1, "")
+		return fs
+	}
+	if err := Parse(newFS(), []string{"-n", "3"}); err != nil {
+		t.Errorf("good flags: %v", err)
+	}
+	if err := Parse(newFS(), []string{"-h"}); err != flag.ErrHelp {
+		t.Errorf("-h: %v, want flag.ErrHelp as is", err)
+	}
+	for _, args := range [][]string{{"-n", "x"}, {"-m"}, {"-n", "3", "extra"}} {
+		var usage UsageError
+		if err := Parse(newFS(), args); !errors.As(err, &usage) {
+			t.Errorf("%q: %v, want a usage error", args, err)
+		}
+	}
+	if err := Parse(newFS(), []string{"extra"}); err == nil || err.Error() != `unexpected arguments: ["extra"]` {
+		t.Errorf("stray argument: %v", err)
 	}
 }
