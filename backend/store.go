@@ -166,10 +166,10 @@ type readLane struct {
 // stalledFollowers returns the followers of the lanes whose running query
 // has gone without an answer for longer than stallAfter.
 func (s *PGStore) stalledFollowers(now int64) []string {
-	var slow []string
 	if s.stallAfter <= 0 {
 		return nil
 	}
+	var slow []string
 	for _, l := range s.lanes {
 		if t := l.queryStart.Load(); t != 0 && now-t > int64(s.stallAfter) {
 			if f := l.lastFollower(); f != "" {
@@ -223,20 +223,22 @@ func (l *readLane) busy() bool {
 func (s *PGStore) pickLane(base uint32, n int32) *readLane {
 	now := time.Now().UnixNano()
 	first := int((base + uint32(n) - 1) % uint32(len(s.lanes)))
-	free := func(l *readLane) bool { return l.suspectUntil.Load() <= now && !l.retiring.Load() && !l.busy() }
-	if slow := s.stalledFollowers(now); len(slow) > 0 {
-		for k := range s.lanes {
-			l := s.lanes[(first+k)%len(s.lanes)]
-			if free(l) && !slices.Contains(slow, l.lastFollower()) {
-				return l
-			}
-		}
-	}
+	slow := s.stalledFollowers(now)
+	var free *readLane // the first free lane, on a stalled follower or not
 	for k := range s.lanes {
 		l := s.lanes[(first+k)%len(s.lanes)]
-		if free(l) {
+		if l.suspectUntil.Load() > now || l.retiring.Load() || l.busy() {
+			continue
+		}
+		if !slices.Contains(slow, l.lastFollower()) {
 			return l
 		}
+		if free == nil {
+			free = l
+		}
+	}
+	if free != nil {
+		return free
 	}
 	return s.lanes[first]
 }
