@@ -16,16 +16,21 @@ import (
 	"time"
 )
 
-// fakeConn answers InRecovery with rec or err; hang makes it wait for ctx.
+// fakeConn answers InRecovery with rec or err; hang makes it wait for ctx,
+// after marking asked (when set).
 type fakeConn struct {
 	rec    bool
 	err    error
 	hang   bool
+	asked  chan struct{}
 	closed atomic.Bool
 }
 
 func (f *fakeConn) InRecovery(ctx context.Context) (bool, error) {
 	if f.hang {
+		if f.asked != nil {
+			close(f.asked)
+		}
 		<-ctx.Done()
 		return false, ctx.Err()
 	}
@@ -140,16 +145,19 @@ func TestCheckDialFailure(t *testing.T) {
 // A hung server: the check ends at its deadline, and a check that waits
 // behind it ends at its own, never later.
 func TestCheckHungServerEndsAtTheDeadline(t *testing.T) {
-	d := &dialer{conns: []*fakeConn{{hang: true}}}
+	hung := &fakeConn{hang: true, asked: make(chan struct{})}
+	d := &dialer{conns: []*fakeConn{hung}}
 	c := NewChecker(Follower, d.dial)
 	first := make(chan error, 1)
 	ctx1, cancel1 := context.WithCancel(context.Background())
 	defer cancel1()
 	go func() { _, err := c.Check(ctx1); first <- err }()
 
-	// Wait until the first check holds the connection: the turn is taken.
-	for len(c.turn) != 0 {
-		time.Sleep(time.Millisecond)
+	// Wait until the first check holds the connection, asking the server.
+	select {
+	case <-hung.asked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first check never asked the server")
 	}
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel2()
