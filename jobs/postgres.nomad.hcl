@@ -42,6 +42,21 @@ locals {
     REPLICATION_PASSWORD={{ .replication_password }}
     {{- end }}
   EOT
+
+  # What each group's "check" task (pgcheck) reads to reach its instance:
+  # the libpq environment, as the app user, over the instance's TCP port.
+  check_env = {
+    PGHOST     = "${NOMAD_IP_pg}"
+    PGPORT     = "${NOMAD_PORT_pg}"
+    PGUSER     = "app"
+    PGDATABASE = "hastack"
+    PGSSLMODE  = "disable"
+  }
+  check_secrets_env = <<-EOT
+    {{ with nomadVar "nomad/jobs" -}}
+    PGPASSWORD={{ .app_password }}
+    {{- end }}
+  EOT
 }
 
 job "postgres" {
@@ -157,21 +172,10 @@ job "postgres" {
         command = "${var.bin_dir}/pgcheck"
       }
 
-      env {
-        ROLE       = "primary"
-        PGHOST     = "${NOMAD_IP_pg}"
-        PGPORT     = "${NOMAD_PORT_pg}"
-        PGUSER     = "app"
-        PGDATABASE = "hastack"
-        PGSSLMODE  = "disable"
-      }
+      env = merge(local.check_env, { ROLE = "primary" })
 
       template {
-        data        = <<-EOT
-          {{ with nomadVar "nomad/jobs" -}}
-          PGPASSWORD={{ .app_password }}
-          {{- end }}
-        EOT
+        data        = local.check_secrets_env
         destination = "secrets/check.env"
         env         = true
       }
@@ -311,21 +315,10 @@ job "postgres" {
         command = "${var.bin_dir}/pgcheck"
       }
 
-      env {
-        ROLE       = "follower"
-        PGHOST     = "${NOMAD_IP_pg}"
-        PGPORT     = "${NOMAD_PORT_pg}"
-        PGUSER     = "app"
-        PGDATABASE = "hastack"
-        PGSSLMODE  = "disable"
-      }
+      env = merge(local.check_env, { ROLE = "follower" })
 
       template {
-        data        = <<-EOT
-          {{ with nomadVar "nomad/jobs" -}}
-          PGPASSWORD={{ .app_password }}
-          {{- end }}
-        EOT
+        data        = local.check_secrets_env
         destination = "secrets/check.env"
         env         = true
       }
