@@ -164,10 +164,16 @@ func laneStoreOn(hp placer, on ...string) *PGStore {
 	return s
 }
 
+// spread reports whether two lanes are on each of the two followers.
+func spread(s *PGStore, f0, f1 string) bool {
+	n := countLanes(s.laneFollowers())
+	return n[f0] == 2 && n[f1] == 2
+}
+
 // wantSpread fails t unless two lanes are on each of the two followers.
 func wantSpread(t *testing.T, s *PGStore, f0, f1 string) {
 	t.Helper()
-	if got := countLanes(s.laneFollowers()); got[f0] != 2 || got[f1] != 2 {
+	if !spread(s, f0, f1) {
 		t.Errorf("lanes %v, want two on %s and two on %s", s.laneFollowers(), f0, f1)
 	}
 }
@@ -322,10 +328,7 @@ func TestReadMarksALaneThatMoved(t *testing.T) {
 func waitSpread(t *testing.T, s *PGStore, f0, f1 string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if n := countLanes(s.laneFollowers()); n[f0] == 2 && n[f1] == 2 {
-			return
-		}
+	for !spread(s, f0, f1) {
 		if time.Now().After(deadline) {
 			t.Fatalf("lanes %v, want two on %s and two on %s", s.laneFollowers(), f0, f1)
 		}
