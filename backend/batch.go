@@ -28,12 +28,27 @@ type readBatcher struct {
 	maxBatch   int
 	maxActive  int
 	stallAfter time.Duration // zero: never
+	// Under load, fewer and larger queries: after a batch of at least
+	// fillAfter reads (reads arrive faster than queries answer), the next
+	// query waits until maxBatch reads are queued or fillWait has passed.
+	// Each query costs every hop a wakeup, a syscall and a parse whatever
+	// its size, so on a machine whose cores the whole stack shares, the CPU
+	// this saves serves more requests than the wait costs them. A read that
+	// finds the backend idle, or follows small batches, still goes at once.
+	// Zero fillWait: never waits.
+	fillWait  time.Duration
+	fillAfter int
 	// onBatch, if set, is called with the size of every batch sent.
 	onBatch func(n int)
 
 	mu     sync.Mutex
 	queue  []*pendingRead
 	active int // drain loops holding a slot, each with at most one query in flight
+	// full (buffered, one) is signalled without blocking, under mu, when
+	// the queue reaches maxBatch, ending a fill wait early; nil: fill waits
+	// always last fillWait. With more than one drain loop, one waiter wakes
+	// and the others wait out fillWait.
+	full chan struct{}
 }
 
 type pendingRead struct {
@@ -59,6 +74,12 @@ func (b *readBatcher) read(ctx context.Context, id int64) batchResult {
 	p := &pendingRead{ctx: ctx, id: id, done: make(chan batchResult, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
+	if len(b.queue) == b.maxBatch && b.full != nil {
+		select {
+		case b.full <- struct{}{}:
+		default:
+		}
+	}
 	start := b.active < b.maxActive
 	if start {
 		b.active++
@@ -84,7 +105,12 @@ func (b *readBatcher) read(ctx context.Context, id int64) batchResult {
 
 // drain sends batches until the queue is empty.
 func (b *readBatcher) drain() {
+	var timer *time.Timer
+	last := 0 // size of the previous batch
 	for {
+		if b.fillWait > 0 && last >= b.fillAfter {
+			timer = b.fill(timer)
+		}
 		b.mu.Lock()
 		batch := b.take()
 		if len(batch) == 0 {
@@ -93,10 +119,41 @@ func (b *readBatcher) drain() {
 			return
 		}
 		b.mu.Unlock()
+		last = len(batch)
 		if stalled := b.run(batch); stalled {
 			return // its slot went to another drain loop when it stalled
 		}
 	}
+}
+
+// fill waits until maxBatch reads are queued or fillWait has passed. With
+// none queued it does not wait: the drain loop ends and gives up its slot,
+// so the next read finds the backend idle and goes at once. It returns the
+// timer it used, for the next wait to reuse.
+func (b *readBatcher) fill(timer *time.Timer) *time.Timer {
+	b.mu.Lock()
+	if len(b.queue) == 0 || len(b.queue) >= b.maxBatch {
+		b.mu.Unlock()
+		return timer
+	}
+	// A signal left from an earlier fill is stale: drop it under mu, so
+	// any signal from here on means the queue is full now.
+	select {
+	case <-b.full:
+	default:
+	}
+	b.mu.Unlock()
+	if timer == nil {
+		timer = time.NewTimer(b.fillWait)
+	} else {
+		timer.Reset(b.fillWait)
+	}
+	select {
+	case <-b.full:
+		timer.Stop()
+	case <-timer.C:
+	}
+	return timer
 }
 
 // release gives up the slot of a query that stalled, and starts another

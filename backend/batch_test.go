@@ -489,3 +489,160 @@ func TestReadyIsBoundedByTheDeadline(t *testing.T) {
 		t.Error("the hung lane's ping ran past the deadline")
 	}
 }
+
+// stepper holds every query until the test lets it go, one at a time.
+type stepper struct {
+	entered chan []int64
+	next    chan struct{}
+}
+
+func newStepper() *stepper {
+	return &stepper{entered: make(chan []int64, 100), next: make(chan struct{})}
+}
+
+func (s *stepper) hold(ids []int64) {
+	s.entered <- ids
+	<-s.next
+}
+
+// query waits (bounded) for the next query and returns its ids, sorted.
+func (s *stepper) query(t *testing.T) []int64 {
+	t.Helper()
+	select {
+	case ids := <-s.entered:
+		ids = slices.Clone(ids)
+		slices.Sort(ids)
+		return ids
+	case <-time.After(5 * time.Second):
+		t.Fatal("no query within 5s")
+		return nil
+	}
+}
+
+// waitStore is batchStore whose queries, after a batch of at least after
+// reads, wait up to wait for maxBatch reads to queue.
+func waitStore(db *fakeDB, maxBatch int, wait time.Duration, after int) *PGStore {
+	db.all = true
+	db.row.name, db.row.host, db.row.port = "follower-0", "10.0.0.1", 5432
+	return newStore(db, db, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 1, MaxReadBatch: maxBatch, ReadBatchWait: wait, ReadBatchWaitAfter: after})
+}
+
+// loadUp sends read 1 alone, then reads 2 and 3 together (a batch of two),
+// and queues the given reads behind them. It returns every outcome.
+func loadUp(t *testing.T, st *stepper, s *PGStore, queued ...int64) <-chan readOutcome {
+	t.Helper()
+	out := make(chan readOutcome, 3+len(queued))
+	forward := func(c <-chan readOutcome, n int) {
+		for range n {
+			out <- <-c
+		}
+	}
+	go forward(readAll(context.Background(), s, 1), 1)
+	if got := st.query(t); !slices.Equal(got, []int64{1}) {
+		t.Fatalf("first query %v, want [1]", got)
+	}
+	go forward(readAll(context.Background(), s, 2, 3), 2)
+	waitQueued(t, s.reads, 2)
+	st.next <- struct{}{}
+	if got := st.query(t); !slices.Equal(got, []int64{2, 3}) {
+		t.Fatalf("second query %v, want [2 3]", got)
+	}
+	go forward(readAll(context.Background(), s, queued...), len(queued))
+	waitQueued(t, s.reads, len(queued))
+	return out
+}
+
+// expectOutcomes checks n successful reads.
+func expectOutcomes(t *testing.T, out <-chan readOutcome, n int) {
+	t.Helper()
+	for range n {
+		o := <-out
+		if o.err != nil || o.res.Item.ID != o.id {
+			t.Errorf("read %d: %+v, %v", o.id, o.res, o.err)
+		}
+	}
+}
+
+func TestUnderLoadAQueryWaitsForAFullBatch(t *testing.T) {
+	st := newStepper()
+	s := waitStore(&fakeDB{onQuery: st.hold}, 4, time.Minute, 2)
+	out := loadUp(t, st, s, 4)
+	st.next <- struct{}{} // reads 2 and 3 answer: a batch of two means load
+
+	select {
+	case ids := <-st.entered:
+		t.Fatalf("query %v went out with 1 of 4 reads queued and the wait not over", ids)
+	case <-time.After(50 * time.Millisecond):
+	}
+	more := readAll(context.Background(), s, 5, 6, 7)
+	if got := st.query(t); !slices.Equal(got, []int64{4, 5, 6, 7}) {
+		t.Fatalf("third query %v, want the full batch [4 5 6 7] as soon as it filled", got)
+	}
+	st.next <- struct{}{}
+	expectOutcomes(t, out, 4)
+	expectOutcomes(t, more, 3)
+}
+
+func TestAFillWaitEndsAfterTheWait(t *testing.T) {
+	const wait = 30 * time.Millisecond
+	st := newStepper()
+	s := waitStore(&fakeDB{onQuery: st.hold}, 32, wait, 2)
+	out := loadUp(t, st, s, 4)
+	start := time.Now()
+	st.next <- struct{}{}
+	if got := st.query(t); !slices.Equal(got, []int64{4}) {
+		t.Fatalf("third query %v, want [4]", got)
+	}
+	if took := time.Since(start); took < wait {
+		t.Errorf("read 4 went out %s after the batch before it answered, want after the %s wait", took, wait)
+	}
+	st.next <- struct{}{}
+	expectOutcomes(t, out, 4)
+}
+
+func TestWithoutLoadReadsGoAtOnce(t *testing.T) {
+	// A wait of a minute would fail the test at stepper.query's 5 s.
+	t.Run("after small batches", func(t *testing.T) {
+		st := newStepper()
+		s := waitStore(&fakeDB{onQuery: st.hold}, 32, time.Minute, 3)
+		out := loadUp(t, st, s, 4)
+		st.next <- struct{}{} // a batch of two: below 3, no load
+		if got := st.query(t); !slices.Equal(got, []int64{4}) {
+			t.Fatalf("third query %v, want [4]", got)
+		}
+		st.next <- struct{}{}
+		expectOutcomes(t, out, 4)
+	})
+	t.Run("on an idle backend after a large batch", func(t *testing.T) {
+		st := newStepper()
+		s := waitStore(&fakeDB{onQuery: st.hold}, 32, time.Minute, 2)
+		out := loadUp(t, st, s)
+		st.next <- struct{}{}
+		expectOutcomes(t, out, 3)
+		waitIdle(t, s.reads)
+		later := readAll(context.Background(), s, 9)
+		if got := st.query(t); !slices.Equal(got, []int64{9}) {
+			t.Fatalf("query %v, want [9] at once", got)
+		}
+		st.next <- struct{}{}
+		expectOutcomes(t, later, 1)
+	})
+}
+
+// waitIdle waits until the batcher has no drain loop running.
+func waitIdle(t *testing.T, b *readBatcher) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.mu.Lock()
+		active := b.active
+		b.mu.Unlock()
+		if active == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d drain loops still running", active)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

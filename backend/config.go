@@ -50,6 +50,11 @@ type Config struct {
 	ReadBatchMax int
 	// ReadConcurrency is how many read queries may be in flight at once.
 	ReadConcurrency int
+	// ReadBatchWait is how long, under load (after a batch of at least
+	// ReadBatchWaitAfter reads), the next read query waits for
+	// ReadBatchMax reads to queue; zero never waits.
+	ReadBatchWait      time.Duration
+	ReadBatchWaitAfter int
 	// LogLevel is the minimum level written to stdout.
 	LogLevel slog.Level
 }
@@ -136,6 +141,11 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	// Reads that arrive while every read connection is busy go out
 	// together, in one query, when a connection comes free.
 	readBatch := fs.Int64("read-batch-max", env.int64("READ_BATCH_MAX", 32), "max reads sent in one query when reads queue for a connection; 1 sends each alone (env READ_BATCH_MAX)")
+	// Under load, a query waits a little for more reads to join it: fewer,
+	// larger queries cost every hop less CPU per read (see readBatcher;
+	// figures in the README's Performance section).
+	fs.DurationVar(&cfg.ReadBatchWait, "read-batch-wait", env.duration("READ_BATCH_WAIT", 500*time.Microsecond), "under load, how long a read query waits for -read-batch-max reads to queue before it goes; 0 never waits (env READ_BATCH_WAIT)")
+	readWaitAfter := fs.Int64("read-batch-wait-after", env.int64("READ_BATCH_WAIT_AFTER", 4), "a batch of at least this many reads means load: the next query may wait -read-batch-wait (env READ_BATCH_WAIT_AFTER)")
 	writePool := fs.Int64("write-pool-size", env.int64("WRITE_POOL_SIZE", 4), "max connections of the write pool (env WRITE_POOL_SIZE)")
 	fs.StringVar(&cfg.DebugListen, "debug-listen", env.str("DEBUG_LISTEN_ADDR", ""), "serve pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_LISTEN_ADDR, default off)")
 	fs.StringVar(&logLevel, "log-level", env.str("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
@@ -180,12 +190,18 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 		{"-write-pool-size / WRITE_POOL_SIZE", *writePool, &cfg.WritePoolSize},
 		{"-read-batch-max / READ_BATCH_MAX", *readBatch, &cfg.ReadBatchMax},
 		{"-read-concurrency / READ_CONCURRENCY", *readConc, &cfg.ReadConcurrency},
+		{"-read-batch-wait-after / READ_BATCH_WAIT_AFTER", *readWaitAfter, &cfg.ReadBatchWaitAfter},
 	} {
 		if p.v < 1 || p.v > 1000 {
 			errs = append(errs, fmt.Errorf("%s must be in 1..1000, got %d", p.name, p.v))
 			continue
 		}
 		*p.dst = int(p.v)
+	}
+	// A wait is meant to be far below a read's round trip under load and
+	// its attempt deadline; a typo like 500ms would slow every busy read.
+	if cfg.ReadBatchWait < 0 || cfg.ReadBatchWait > 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("-read-batch-wait / READ_BATCH_WAIT must be in 0..10ms, got %s", cfg.ReadBatchWait))
 	}
 	if cfg.ReadConcurrency > cfg.ReadPoolSize && cfg.ReadPoolSize > 0 {
 		errs = append(errs, fmt.Errorf("-read-concurrency / READ_CONCURRENCY (%d) must not exceed -read-pool-size / READ_POOL_SIZE (%d)", cfg.ReadConcurrency, cfg.ReadPoolSize))

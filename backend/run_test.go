@@ -119,6 +119,8 @@ func TestRunFailsFast(t *testing.T) {
 		{"bad duration env", []string{"-listen", "127.0.0.1:0"}, merge(good, "REQUEST_TIMEOUT", "soon"), "REQUEST_TIMEOUT"},
 		{"zero seed rows", []string{"-listen", "127.0.0.1:0", "-seed-rows", "0"}, good, "SEED_ROWS must be >= 1"},
 		{"zero read batch", []string{"-listen", "127.0.0.1:0"}, merge(good, "READ_BATCH_MAX", "0"), "READ_BATCH_MAX must be in 1..1000"},
+		{"batch wait too long", []string{"-listen", "127.0.0.1:0", "-read-batch-wait", "500ms"}, good, "READ_BATCH_WAIT must be in 0..10ms"},
+		{"zero batch wait trigger", []string{"-listen", "127.0.0.1:0"}, merge(good, "READ_BATCH_WAIT_AFTER", "0"), "READ_BATCH_WAIT_AFTER must be in 1..1000"},
 		{"concurrency above pool", []string{"-listen", "127.0.0.1:0", "-read-concurrency", "3"}, merge(good, "READ_POOL_SIZE", "2"), "must not exceed -read-pool-size"},
 		{"bad log level", []string{"-listen", "127.0.0.1:0"}, merge(good, "LOG_LEVEL", "loud"), "LOG_LEVEL"},
 		{"bad dsn", []string{"-listen", "127.0.0.1:0"}, merge(good, "READ_DATABASE_URL", "postgres://a:b@host:notaport/db"), "READ_DATABASE_URL"},

@@ -132,6 +132,11 @@ type StoreOptions struct {
 	ReadStallAfter time.Duration
 	// MaxReadBatch caps the reads sent in one query; 1 sends each alone.
 	MaxReadBatch int
+	// ReadBatchWait is how long, after a batch of at least
+	// ReadBatchWaitAfter reads, the next read query waits for MaxReadBatch
+	// reads to queue; zero never waits.
+	ReadBatchWait      time.Duration
+	ReadBatchWaitAfter int
 	// OnReadRetry is called once per read retry (for metrics).
 	OnReadRetry func()
 	// OnReadBatch is called with the size of every read batch (for metrics).
@@ -267,6 +272,9 @@ func newLaneStore(dbs []db, write db, opts StoreOptions) *PGStore {
 		maxActive:  max(opts.ReadConcurrency, 1),
 		maxBatch:   max(opts.MaxReadBatch, 1),
 		stallAfter: opts.ReadStallAfter,
+		fillWait:   opts.ReadBatchWait,
+		fillAfter:  opts.ReadBatchWaitAfter,
+		full:       make(chan struct{}, 1),
 		onBatch:    opts.OnReadBatch,
 	}
 	return s

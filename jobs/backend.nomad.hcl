@@ -47,6 +47,18 @@ variable "read_batch_max" {
   default     = 32
 }
 
+variable "read_batch_wait" {
+  type        = string
+  description = "Under load (after a batch of read_batch_wait_after reads), how long a read query waits for read_batch_max reads to queue: fewer, larger queries cost every hop less CPU per read. \"0s\" never waits."
+  default     = "500us"
+}
+
+variable "read_batch_wait_after" {
+  type        = number
+  description = "A read batch at least this large means load: the next query may wait read_batch_wait."
+  default     = 4
+}
+
 variable "log_level" {
   type        = string
   description = "Backend log level: debug, info, warn or error."
@@ -107,9 +119,11 @@ job "backend" {
         # of the read connections at once, not as they expire.
         FOLLOWER_SERVICE = "postgres-follower"
 
-        READ_CONCURRENCY = var.read_concurrency
-        READ_POOL_SIZE   = var.read_pool_size
-        READ_BATCH_MAX   = var.read_batch_max
+        READ_CONCURRENCY      = var.read_concurrency
+        READ_POOL_SIZE        = var.read_pool_size
+        READ_BATCH_MAX        = var.read_batch_max
+        READ_BATCH_WAIT       = var.read_batch_wait
+        READ_BATCH_WAIT_AFTER = var.read_batch_wait_after
       }
 
       # The credentials, and where the databases were at start (new
