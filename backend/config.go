@@ -121,7 +121,7 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.StringVar(&cfg.WriteDSN, "write-dsn", env.str("WRITE_DATABASE_URL", ""), "Postgres DSN for writes, the primary (env WRITE_DATABASE_URL, required)")
 	fs.StringVar(&cfg.ReadService, "read-service", env.str("READ_SERVICE", ""), "Consul service new read connections go to, instead of the read DSN's host:port (env READ_SERVICE, e.g. haproxy)")
 	fs.StringVar(&cfg.WriteService, "write-service", env.str("WRITE_SERVICE", ""), "Consul service new write connections go to, instead of the write DSN's host:port (env WRITE_SERVICE, e.g. postgres-primary)")
-	fs.StringVar(&cfg.FollowerService, "follower-service", env.str("FOLLOWER_SERVICE", ""), "Consul service of the followers: when one joins, reads are spread over them again at once, not as read connections expire (env FOLLOWER_SERVICE, e.g. postgres-follower)")
+	fs.StringVar(&cfg.FollowerService, "follower-service", env.str("FOLLOWER_SERVICE", ""), "Consul service of the followers: when one joins, reads are spread over them again at once, not as read connections expire; and while -read-service is unreachable, read connections go straight to them (env FOLLOWER_SERVICE, e.g. postgres-follower)")
 	fs.Int64Var(&cfg.SeedRows, "seed-rows", env.int64("SEED_ROWS", 10000), "GET /data without id picks a random id in 1..N (env SEED_ROWS)")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", env.duration("REQUEST_TIMEOUT", 2*time.Second), "deadline of a whole /data request, retries included (env REQUEST_TIMEOUT)")
 	fs.DurationVar(&cfg.ReadAttemptTimeout, "read-attempt-timeout", env.duration("READ_ATTEMPT_TIMEOUT", 700*time.Millisecond), "deadline of one read attempt (env READ_ATTEMPT_TIMEOUT)")

@@ -65,17 +65,30 @@ func (l *consulLocator) WaitPassing(ctx context.Context, service string, index u
 	return names, next, nil
 }
 
+// fallbackAfter bounds the dial to the service when there is a fallback,
+// leaving the rest of the connect timeout to the fallback: on loopback or a
+// LAN a live listener answers in well under a millisecond.
+const fallbackAfter = 300 * time.Millisecond
+
 // serviceDialer opens database connections to wherever Consul says the
 // service is at that moment, so a primary or HAProxy that moved (a planned
 // stop, a reschedule to another node, a new dynamic port) is found by the
 // next connection the pool opens, without restarting the backend. When
 // Consul lists no passing instance or does not answer, it dials the last
 // address it found, or failing that the DSN's own.
+//
+// With a fallback service set, a service instance that refuses the
+// connection or does not answer within fallbackAfter is gone around: the
+// connection goes straight to a passing instance of the fallback. For reads
+// that is a follower itself when HAProxy is down (killed, restarting), so
+// reads go on while it comes back; the connection returns through HAProxy
+// when the pool recycles it.
 type serviceDialer struct {
-	service string
-	loc     locator
-	log     *slog.Logger
-	dialer  net.Dialer
+	service  string
+	fallback string // Consul service to dial straight when service fails; "" for none
+	loc      locator
+	log      *slog.Logger
+	dialer   net.Dialer
 
 	mu   sync.Mutex
 	last string
@@ -84,10 +97,41 @@ type serviceDialer struct {
 // Dial implements pgconn.DialFunc; addr is the DSN's host:port.
 func (d *serviceDialer) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	target := d.locate(ctx, addr)
+	dctx := ctx
+	if d.fallback != "" {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, fallbackAfter)
+		defer cancel()
+	}
+	c, err := d.dialer.DialContext(dctx, network, target)
+	if err == nil {
+		return c, nil
+	}
+	err = fmt.Errorf("dial %s at %s: %w", d.service, target, err)
+	if d.fallback == "" || ctx.Err() != nil {
+		return nil, err
+	}
+	return d.dialFallback(ctx, network, err)
+}
+
+// dialFallback connects to a passing instance of the fallback service,
+// after the service failed with cause.
+func (d *serviceDialer) dialFallback(ctx context.Context, network string, cause error) (net.Conn, error) {
+	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	addrs, err := d.loc.Passing(lctx, d.fallback)
+	cancel()
+	if err == nil && len(addrs) == 0 {
+		err = errors.New("no passing instance")
+	}
+	if err != nil {
+		return nil, errors.Join(cause, fmt.Errorf("fall back to %s: %w", d.fallback, err))
+	}
+	target := addrs[rand.IntN(len(addrs))]
 	c, err := d.dialer.DialContext(ctx, network, target)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s at %s: %w", d.service, target, err)
+		return nil, errors.Join(cause, fmt.Errorf("fall back to %s at %s: %w", d.fallback, target, err))
 	}
+	d.log.Warn("database service unreachable: connected straight to the fallback", "service", d.service, "fallback", d.fallback, "addr", target, "cause", cause.Error())
 	return c, nil
 }
 

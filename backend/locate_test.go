@@ -10,11 +10,13 @@ import (
 	"testing"
 )
 
-// fakeLocator answers with addrs or err, whatever the test sets last.
+// fakeLocator answers with addrs or err, whatever the test sets last; a
+// service in services gets its own addresses instead.
 type fakeLocator struct {
-	mu    sync.Mutex
-	addrs []string
-	err   error
+	mu       sync.Mutex
+	addrs    []string
+	err      error
+	services map[string][]string
 }
 
 func (f *fakeLocator) set(addrs []string, err error) {
@@ -26,6 +28,9 @@ func (f *fakeLocator) set(addrs []string, err error) {
 func (f *fakeLocator) Passing(ctx context.Context, service string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if addrs, ok := f.services[service]; ok {
+		return addrs, nil
+	}
 	return f.addrs, f.err
 }
 
@@ -81,5 +86,38 @@ func TestServiceDialerReportsWhereItFailed(t *testing.T) {
 	}
 	if want := "dial haproxy at " + gone; !strings.Contains(err.Error(), want) {
 		t.Errorf("err = %v, want it to say %q", err, want)
+	}
+}
+
+func TestServiceDialerGoesAroundADeadServiceToTheFallback(t *testing.T) {
+	alive, follower := listener(t), listener(t)
+	gone := closedAddr(t)
+	loc := &fakeLocator{services: map[string][]string{"haproxy": {alive}, "postgres-follower": {follower}}}
+	d := &serviceDialer{service: "haproxy", fallback: "postgres-follower", loc: loc, log: slog.New(slog.DiscardHandler)}
+	dial := func() (string, error) {
+		c, err := d.Dial(context.Background(), "tcp", "127.0.0.1:1")
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		return c.RemoteAddr().String(), nil
+	}
+
+	if got, err := dial(); err != nil || got != alive {
+		t.Errorf("haproxy up: dialed %s (%v), want haproxy at %s", got, err, alive)
+	}
+	loc.services["haproxy"] = []string{gone} // killed, still listed
+	if got, err := dial(); err != nil || got != follower {
+		t.Errorf("haproxy refusing: dialed %s (%v), want the follower at %s", got, err, follower)
+	}
+	loc.services["postgres-follower"] = nil
+	_, err := dial()
+	if err == nil || !connectionError(err) {
+		t.Fatalf("nothing to fall back to: err = %v, want a connection error", err)
+	}
+	for _, want := range []string{"dial haproxy at " + gone, "fall back to postgres-follower: no passing instance"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to say %q", err, want)
+		}
 	}
 }

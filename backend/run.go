@@ -64,7 +64,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 		if cfg.ReadService != "" {
-			readOpts.dial = (&serviceDialer{service: cfg.ReadService, loc: loc, log: log}).Dial
+			// With HAProxy down, reads connect to a follower directly.
+			readOpts.dial = (&serviceDialer{service: cfg.ReadService, fallback: cfg.FollowerService, loc: loc, log: log}).Dial
 		}
 		if cfg.WriteService != "" {
 			writeOpts.dial = (&serviceDialer{service: cfg.WriteService, loc: loc, log: log}).Dial

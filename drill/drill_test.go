@@ -275,6 +275,21 @@ func TestEvaluate(t *testing.T) {
 	}
 }
 
+func TestSinglePointTargets(t *testing.T) {
+	h := &Result{Scenario: Scenario{"haproxy-kill", "haproxy", FaultKill}}
+	h.Targets = TargetsFor(h.Scenario)
+	h.Total.Failed, h.Total.Errors = 1, map[load.ErrorKind]int{"http_503": 1}
+	if m, _ := Evaluate(h); len(m) != 1 || !strings.Contains(m[0], "1 failed") {
+		t.Fatalf("reads go around a dead HAProxy: a failed request is a miss, got %v", m)
+	}
+	n := &Result{Scenario: Scenario{"nginx-kill", "nginx", FaultKill}}
+	n.Targets = TargetsFor(n.Scenario)
+	n.Total.Failed, n.Total.Errors = 120, map[load.ErrorKind]int{"conn_refused": 120}
+	if m, s := Evaluate(n); len(m)+len(s) != 0 {
+		t.Fatalf("nginx is measured, not held to a target: misses %v slow %v", m, s)
+	}
+}
+
 func TestParseScenarios(t *testing.T) {
 	got, err := ParseScenarios([]string{"follower-kill, backend-kill", "follower-kill"})
 	if err != nil || len(got) != 2 || got[0].Name != "follower-kill" || got[1].Role != "backend" {

@@ -162,6 +162,10 @@ func TargetsFor(s Scenario) Targets {
 		return t
 	case s.Role == "primary":
 		return Targets{ZeroFailedReads: true, WritesFail503: true}
+	case s.Role == "haproxy":
+		// While HAProxy is down the backends' read connections go straight
+		// to the followers (backend.serviceDialer); writes never pass it.
+		return Targets{ZeroFailed: true}
 	}
-	return Targets{} // single points: measured, no target yet
+	return Targets{} // nginx, the single point: measured, no target yet
 }
