@@ -37,7 +37,7 @@ func testDrills(t *testing.T) {
 	o.Recover, o.Settle, o.After = 45*time.Second, 15*time.Second, 3*time.Second
 
 	var run drill.Run
-	for _, name := range []string{"follower-kill", "backend-kill", "follower-freeze", "backend-freeze"} {
+	for _, name := range []string{"follower-kill", "backend-kill", "follower-freeze", "backend-freeze", "haproxy-kill"} {
 		t.Run(name, func(t *testing.T) {
 			sc, err := drill.Lookup(name)
 			if err != nil {
