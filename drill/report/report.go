@@ -324,7 +324,7 @@ section.scenario { border-top: 2px solid #ddd; }
 </head>
 <body>
 <h1>hastack failure drills</h1>
-<p>Generated {{.Generated}}. Times are measured from the fault. Targets: zero failed requests when one follower or backend is stopped, killed or frozen; out of rotation within 1 s of a crash (3 s for a freeze); back in rotation within 10 s; no acknowledged write lost.</p>
+<p>Generated {{.Generated}}. Times are measured from the fault. Targets: zero failed requests when one follower or backend is stopped, killed or frozen, or HAProxy is killed; zero failed reads when the primary is; out of rotation within 1 s of a crash (3 s for a freeze); back in rotation within 10 s; no acknowledged write lost.</p>
 <table id="summary">
 <thead><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr></thead>
 <tbody>
