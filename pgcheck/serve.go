@@ -100,10 +100,9 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.StringVar(&cfg.Listen, "listen", cmp.Or(getenv("LISTEN_ADDR"), getenv("NOMAD_ADDR_check"), "127.0.0.1:8090"), "HTTP listen address (env LISTEN_ADDR, default $NOMAD_ADDR_check or 127.0.0.1:8090)")
 	fs.StringVar(&role, "role", getenv("ROLE"), "primary or follower: what pg_is_in_recovery() must say (env ROLE, required)")
 	fs.StringVar(&cfg.ConnString, "dsn", getenv("CHECK_DATABASE_URL"), "connection string of the instance; empty reads PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE (env CHECK_DATABASE_URL)")
-	timeout := cmp.Or(getenv("CHECK_TIMEOUT"), "800ms")
-	d, err := time.ParseDuration(timeout)
+	d, err := cli.EnvValue(getenv, "CHECK_TIMEOUT", 800*time.Millisecond, time.ParseDuration)
 	if err != nil {
-		return cfg, cli.Usage(fmt.Errorf("CHECK_TIMEOUT: %w", err))
+		return cfg, cli.Usage(err)
 	}
 	fs.DurationVar(&cfg.Timeout, "timeout", d, "deadline of one check, under Consul's check timeout (env CHECK_TIMEOUT)")
 	if err := cli.Parse(fs, args); err != nil {

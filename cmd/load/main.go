@@ -86,17 +86,17 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (lo
 	// The env* helpers give a flag's default: its LOAD_* variable when set,
 	// else def. A value that does not parse is reported, not ignored.
 	envInt := func(name string, def int) int {
-		v, err := envValue(getenv, name, def, strconv.Atoi)
+		v, err := cli.EnvValue(getenv, name, def, strconv.Atoi)
 		errs = append(errs, err)
 		return v
 	}
 	envFloat := func(name string, def float64) float64 {
-		v, err := envValue(getenv, name, def, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
+		v, err := cli.EnvValue(getenv, name, def, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
 		errs = append(errs, err)
 		return v
 	}
 	envDur := func(name string, def time.Duration) time.Duration {
-		v, err := envValue(getenv, name, def, time.ParseDuration)
+		v, err := cli.EnvValue(getenv, name, def, time.ParseDuration)
 		errs = append(errs, err)
 		return v
 	}
@@ -127,18 +127,6 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (lo
 		return cfg, opts, cli.Usage(err)
 	}
 	return cfg, opts, nil
-}
-
-func envValue[T any](getenv func(string) string, name string, def T, parse func(string) (T, error)) (T, error) {
-	s := getenv(name)
-	if s == "" {
-		return def, nil
-	}
-	v, err := parse(s)
-	if err != nil {
-		return def, fmt.Errorf("%s=%q: %w", name, s, err)
-	}
-	return v, nil
 }
 
 // formatResult renders one response line, e.g.

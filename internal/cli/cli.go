@@ -64,3 +64,18 @@ func Parse(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// EnvValue is a flag's default from the environment: parse of the variable
+// name when it is set, else def. A value that does not parse is an error
+// naming the variable and the value, and def is returned with it.
+func EnvValue[T any](getenv func(string) string, name string, def T, parse func(string) (T, error)) (T, error) {
+	s := getenv(name)
+	if s == "" {
+		return def, nil
+	}
+	v, err := parse(s)
+	if err != nil {
+		return def, fmt.Errorf("%s=%q: %w", name, s, err)
+	}
+	return v, nil
+}

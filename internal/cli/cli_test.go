@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestExitCode(t *testing.T) {
@@ -49,5 +51,20 @@ func TestParse(t *testing.T) {
 	}
 	if err := Parse(newFS(), []string{"extra"}); err == nil || err.Error() != `unexpected arguments: ["extra"]` {
 		t.Errorf("stray argument: %v", err)
+	}
+}
+
+func TestEnvValue(t *testing.T) {
+	env := map[string]string{"GOOD": "3s", "BAD": "soon"}
+	getenv := func(k string) string { return env[k] }
+	if v, err := EnvValue(getenv, "GOOD", time.Second, time.ParseDuration); err != nil || v != 3*time.Second {
+		t.Errorf("GOOD: %v, %v; want 3s", v, err)
+	}
+	if v, err := EnvValue(getenv, "UNSET", time.Second, time.ParseDuration); err != nil || v != time.Second {
+		t.Errorf("UNSET: %v, %v; want the default 1s", v, err)
+	}
+	v, err := EnvValue(getenv, "BAD", time.Second, time.ParseDuration)
+	if err == nil || !strings.HasPrefix(err.Error(), `BAD="soon": `) || v != time.Second {
+		t.Errorf("BAD: %v, %v; want the default and an error naming BAD and its value", v, err)
 	}
 }
