@@ -117,16 +117,10 @@ func (d *serviceDialer) Dial(ctx context.Context, network, addr string) (net.Con
 // dialFallback connects to a passing instance of the fallback service,
 // after the service failed with cause.
 func (d *serviceDialer) dialFallback(ctx context.Context, network string, cause error) (net.Conn, error) {
-	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	addrs, err := d.loc.Passing(lctx, d.fallback)
-	cancel()
-	if err == nil && len(addrs) == 0 {
-		err = errors.New("no passing instance")
-	}
+	target, err := d.pickPassing(ctx, d.fallback)
 	if err != nil {
 		return nil, errors.Join(cause, fmt.Errorf("fall back to %s: %w", d.fallback, err))
 	}
-	target := addrs[rand.IntN(len(addrs))]
 	c, err := d.dialer.DialContext(ctx, network, target)
 	if err != nil {
 		return nil, errors.Join(cause, fmt.Errorf("fall back to %s at %s: %w", d.fallback, target, err))
@@ -135,22 +129,31 @@ func (d *serviceDialer) dialFallback(ctx context.Context, network string, cause 
 	return c, nil
 }
 
-func (d *serviceDialer) locate(ctx context.Context, fallback string) string {
+// pickPassing asks Consul, within lookupTimeout, for the passing instances
+// of service and returns one at random.
+func (d *serviceDialer) pickPassing(ctx context.Context, service string) (string, error) {
 	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
-	addrs, err := d.loc.Passing(lctx, d.service)
+	addrs, err := d.loc.Passing(lctx, service)
+	if err != nil {
+		return "", err
+	}
+	if len(addrs) == 0 {
+		return "", errors.New("no passing instance")
+	}
+	return addrs[rand.IntN(len(addrs))], nil
+}
+
+func (d *serviceDialer) locate(ctx context.Context, fallback string) string {
+	a, err := d.pickPassing(ctx, d.service)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err == nil && len(addrs) > 0 {
-		a := addrs[rand.IntN(len(addrs))]
+	if err == nil {
 		if a != d.last && d.last != "" {
 			d.log.Info("database service moved", "service", d.service, "from", d.last, "to", a)
 		}
 		d.last = a
 		return a
-	}
-	if err == nil {
-		err = errors.New("no passing instance")
 	}
 	target := fallback
 	if d.last != "" {
