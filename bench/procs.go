@@ -164,21 +164,21 @@ func procUnderNomad(dir string) bool {
 	return underNomad(env, cg)
 }
 
-// MachineCPU reads the busy and total CPU time of the whole machine (all
-// cores, in seconds) from /proc/stat: busy is everything but idle and iowait.
-func MachineCPU() (busy, total float64, err error) {
+// MachineCPU reads the busy CPU time of the whole machine (all cores, in
+// seconds) from /proc/stat: everything but idle and iowait.
+func MachineCPU() (busy float64, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	return parseMachineCPU(b)
 }
 
-func parseMachineCPU(stat []byte) (busy, total float64, err error) {
+func parseMachineCPU(stat []byte) (busy float64, err error) {
 	line, _, _ := bytes.Cut(stat, []byte("\n"))
 	f := strings.Fields(string(line))
 	if len(f) < 6 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("/proc/stat: no cpu line")
+		return 0, fmt.Errorf("/proc/stat: no cpu line")
 	}
 	var idle int64
 	var sum int64
@@ -187,12 +187,12 @@ func parseMachineCPU(stat []byte) (busy, total float64, err error) {
 	for i, x := range f[1:min(len(f), 9)] {
 		n, err := strconv.ParseInt(x, 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+			return 0, fmt.Errorf("/proc/stat: %w", err)
 		}
 		sum += n
 		if i == 3 || i == 4 {
 			idle += n
 		}
 	}
-	return float64(sum-idle) / clockTicks, float64(sum) / clockTicks, nil
+	return float64(sum-idle) / clockTicks, nil
 }

@@ -69,11 +69,14 @@ type Idle struct {
 
 // MeasureIdle samples the machine and the groups d apart.
 func MeasureIdle(ctx context.Context, d time.Duration) (*Idle, error) {
-	busy0, _, err := MachineCPU()
-	if err != nil {
-		return nil, err
+	sample := func() (busy float64, groups CPUSample, err error) {
+		if busy, err = MachineCPU(); err != nil {
+			return 0, nil, err
+		}
+		groups, err = SampleCPU()
+		return busy, groups, err
 	}
-	before, err := SampleCPU()
+	busy0, before, err := sample()
 	if err != nil {
 		return nil, err
 	}
@@ -83,11 +86,7 @@ func MeasureIdle(ctx context.Context, d time.Duration) (*Idle, error) {
 		return nil, ctx.Err()
 	case <-time.After(d):
 	}
-	busy1, _, err := MachineCPU()
-	if err != nil {
-		return nil, err
-	}
-	after, err := SampleCPU()
+	busy1, after, err := sample()
 	if err != nil {
 		return nil, err
 	}
