@@ -45,9 +45,8 @@ type readBatcher struct {
 	queue  []*pendingRead
 	active int // drain loops holding a slot, each with at most one query in flight
 	// full (buffered, one) is signalled without blocking, under mu, when
-	// the queue reaches maxBatch, ending a fill wait early; nil: fill waits
-	// always last fillWait. With more than one drain loop, one waiter wakes
-	// and the others wait out fillWait.
+	// the queue reaches maxBatch, ending a fill wait early. With more than
+	// one drain loop, one waiter wakes and the others wait out fillWait.
 	full chan struct{}
 }
 
@@ -74,7 +73,7 @@ func (b *readBatcher) read(ctx context.Context, id int64) batchResult {
 	p := &pendingRead{ctx: ctx, id: id, done: make(chan batchResult, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
-	if len(b.queue) == b.maxBatch && b.full != nil {
+	if len(b.queue) == b.maxBatch {
 		select {
 		case b.full <- struct{}{}:
 		default:
@@ -105,11 +104,10 @@ func (b *readBatcher) read(ctx context.Context, id int64) batchResult {
 
 // drain sends batches until the queue is empty.
 func (b *readBatcher) drain() {
-	var timer *time.Timer
 	last := 0 // size of the previous batch
 	for {
 		if b.fillWait > 0 && last >= b.fillAfter {
-			timer = b.fill(timer)
+			b.fill()
 		}
 		b.mu.Lock()
 		batch := b.take()
@@ -128,13 +126,12 @@ func (b *readBatcher) drain() {
 
 // fill waits until maxBatch reads are queued or fillWait has passed. With
 // none queued it does not wait: the drain loop ends and gives up its slot,
-// so the next read finds the backend idle and goes at once. It returns the
-// timer it used, for the next wait to reuse.
-func (b *readBatcher) fill(timer *time.Timer) *time.Timer {
+// so the next read finds the backend idle and goes at once.
+func (b *readBatcher) fill() {
 	b.mu.Lock()
 	if len(b.queue) == 0 || len(b.queue) >= b.maxBatch {
 		b.mu.Unlock()
-		return timer
+		return
 	}
 	// A signal left from an earlier fill is stale: drop it under mu, so
 	// any signal from here on means the queue is full now.
@@ -143,17 +140,12 @@ func (b *readBatcher) fill(timer *time.Timer) *time.Timer {
 	default:
 	}
 	b.mu.Unlock()
-	if timer == nil {
-		timer = time.NewTimer(b.fillWait)
-	} else {
-		timer.Reset(b.fillWait)
-	}
+	timer := time.NewTimer(b.fillWait)
+	defer timer.Stop()
 	select {
 	case <-b.full:
-		timer.Stop()
 	case <-timer.C:
 	}
-	return timer
 }
 
 // release gives up the slot of a query that stalled, and starts another
