@@ -45,16 +45,23 @@ func (g *gate) hold(ids []int64) {
 // waitQueued waits until n reads wait in the batcher's queue.
 func waitQueued(t *testing.T, b *readBatcher, n int) {
 	t.Helper()
+	waitBatcher(t, b, strconv.Itoa(n)+" reads queued", func(b *readBatcher) bool { return len(b.queue) == n })
+}
+
+// waitBatcher waits, at most 5 s, until cond holds of the batcher's state
+// (read under its lock).
+func waitBatcher(t *testing.T, b *readBatcher, want string, cond func(*readBatcher) bool) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		b.mu.Lock()
-		got := len(b.queue)
+		ok, queued, active := cond(b), len(b.queue), b.active
 		b.mu.Unlock()
-		if got == n {
+		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d reads queued, want %d", got, n)
+			t.Fatalf("%d reads queued, %d drain loops running; want %s", queued, active, want)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -619,7 +626,7 @@ func TestWithoutLoadReadsGoAtOnce(t *testing.T) {
 		out := loadUp(t, st, s)
 		st.next <- struct{}{}
 		expectOutcomes(t, out, 3)
-		waitIdle(t, s.reads)
+		waitBatcher(t, s.reads, "no drain loop", func(b *readBatcher) bool { return b.active == 0 })
 		later := readAll(context.Background(), s, 9)
 		if got := st.query(t); !slices.Equal(got, []int64{9}) {
 			t.Fatalf("query %v, want [9] at once", got)
@@ -627,22 +634,4 @@ func TestWithoutLoadReadsGoAtOnce(t *testing.T) {
 		st.next <- struct{}{}
 		expectOutcomes(t, later, 1)
 	})
-}
-
-// waitIdle waits until the batcher has no drain loop running.
-func waitIdle(t *testing.T, b *readBatcher) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b.mu.Lock()
-		active := b.active
-		b.mu.Unlock()
-		if active == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d drain loops still running", active)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
