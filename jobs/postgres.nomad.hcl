@@ -297,12 +297,8 @@ job "postgres" {
       }
     }
 
-    # Serves the health check of the postgres task's service: GET /health
-    # passes when Postgres answers SQL over its port, as clients reach it,
-    # and pg_is_in_recovery() fits the role. It keeps one connection open, so
-    # a check costs a query, not a fork of bash, psql and a Postgres backend.
-    # A separate task: freezing or killing Postgres leaves it running to say
-    # so.
+    # The health check of the postgres task's service, as in the primary
+    # group, for a follower: it must be in recovery.
     task "check" {
       driver = "raw_exec"
 
