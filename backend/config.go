@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"hastack/internal/cli"
 )
 
 // Config is the validated configuration of one backend instance.
@@ -71,29 +73,32 @@ func (e *envReader) str(key, def string) string {
 }
 
 func (e *envReader) duration(key string, def time.Duration) time.Duration {
-	v := e.getenv(key)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		e.errs = append(e.errs, fmt.Errorf("%s=%q: not a duration (want e.g. 2s, 700ms)", key, v))
-		return def
-	}
-	return d
+	return envParse(e, key, def, func(v string) (time.Duration, error) {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return 0, errors.New("not a duration (want e.g. 2s, 700ms)")
+		}
+		return d, nil
+	})
 }
 
 func (e *envReader) int64(key string, def int64) int64 {
-	v := e.getenv(key)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
+	return envParse(e, key, def, func(v string) (int64, error) {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, errors.New("not an integer")
+		}
+		return n, nil
+	})
+}
+
+// envParse is cli.EnvValue that keeps the error for later and goes on with def.
+func envParse[T any](e *envReader, key string, def T, parse func(string) (T, error)) T {
+	v, err := cli.EnvValue(e.getenv, key, def, parse)
 	if err != nil {
-		e.errs = append(e.errs, fmt.Errorf("%s=%q: not an integer", key, v))
-		return def
+		e.errs = append(e.errs, err)
 	}
-	return n
+	return v
 }
 
 // ParseConfig reads flags from args with environment fallbacks from getenv,
