@@ -74,10 +74,7 @@ func (b *readBatcher) read(ctx context.Context, id int64) batchResult {
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
 	if len(b.queue) == b.maxBatch {
-		select {
-		case b.full <- struct{}{}:
-		default:
-		}
+		signal(b.full)
 	}
 	start := b.active < b.maxActive
 	if start {
