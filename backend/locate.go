@@ -144,7 +144,9 @@ func (d *serviceDialer) pickPassing(ctx context.Context, service string) (string
 	return addrs[rand.IntN(len(addrs))], nil
 }
 
-func (d *serviceDialer) locate(ctx context.Context, fallback string) string {
+// locate returns a passing instance of the service, else the last address
+// found, else dsnAddr (the DSN's own host:port).
+func (d *serviceDialer) locate(ctx context.Context, dsnAddr string) string {
 	a, err := d.pickPassing(ctx, d.service)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -155,7 +157,7 @@ func (d *serviceDialer) locate(ctx context.Context, fallback string) string {
 		d.last = a
 		return a
 	}
-	target := fallback
+	target := dsnAddr
 	if d.last != "" {
 		target = d.last
 	}
