@@ -63,17 +63,14 @@ type Config struct {
 
 // envReader reads typed defaults from the environment and collects the
 // values it could not parse, so all config mistakes are reported at once.
-type envReader struct {
-	getenv func(string) string
-	errs   []error
-}
+type envReader struct{ cli.Env }
 
 func (e *envReader) str(key, def string) string {
-	return cmp.Or(e.getenv(key), def)
+	return cmp.Or(e.Getenv(key), def)
 }
 
 func (e *envReader) duration(key string, def time.Duration) time.Duration {
-	return envParse(e, key, def, func(v string) (time.Duration, error) {
+	return cli.EnvOr(&e.Env, key, def, func(v string) (time.Duration, error) {
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			return 0, errors.New("not a duration (want e.g. 2s, 700ms)")
@@ -83,7 +80,7 @@ func (e *envReader) duration(key string, def time.Duration) time.Duration {
 }
 
 func (e *envReader) int64(key string, def int64) int64 {
-	return envParse(e, key, def, func(v string) (int64, error) {
+	return cli.EnvOr(&e.Env, key, def, func(v string) (int64, error) {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			return 0, errors.New("not an integer")
@@ -92,20 +89,11 @@ func (e *envReader) int64(key string, def int64) int64 {
 	})
 }
 
-// envParse is cli.EnvValue that keeps the error for later and goes on with def.
-func envParse[T any](e *envReader, key string, def T, parse func(string) (T, error)) T {
-	v, err := cli.EnvValue(e.getenv, key, def, parse)
-	if err != nil {
-		e.errs = append(e.errs, err)
-	}
-	return v
-}
-
 // ParseConfig reads flags from args with environment fallbacks from getenv,
 // then validates the result. Flags win over the environment, which wins over
 // the built-in defaults. Usage text goes to usage (on -h or a bad flag).
 func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
-	env := &envReader{getenv: getenv}
+	env := &envReader{cli.Env{Getenv: getenv}}
 
 	// Under Nomad the job gives us a dynamic port and an alloc index.
 	defListen := cmp.Or(getenv("NOMAD_ADDR_http"), "127.0.0.1:8081")
@@ -162,7 +150,7 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 
-	errs := env.errs
+	errs := env.Errs
 	if cfg.Listen == "" {
 		errs = append(errs, errors.New("-listen / LISTEN_ADDR is empty"))
 	}

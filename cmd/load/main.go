@@ -81,24 +81,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (lo
 	var (
 		cfg  load.Config
 		opts options
-		errs []error
 	)
-	// The env* helpers give a flag's default: its LOAD_* variable when set,
-	// else def. A value that does not parse is reported, not ignored.
-	envInt := func(name string, def int) int {
-		v, err := cli.EnvValue(getenv, name, def, strconv.Atoi)
-		errs = append(errs, err)
-		return v
-	}
+	// A flag's default is its LOAD_* variable when set, else def; a value
+	// that does not parse is reported, not ignored.
+	env := &cli.Env{Getenv: getenv}
+	envInt := func(name string, def int) int { return cli.EnvOr(env, name, def, strconv.Atoi) }
 	envFloat := func(name string, def float64) float64 {
-		v, err := cli.EnvValue(getenv, name, def, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
-		errs = append(errs, err)
-		return v
+		return cli.EnvOr(env, name, def, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
 	}
 	envDur := func(name string, def time.Duration) time.Duration {
-		v, err := cli.EnvValue(getenv, name, def, time.ParseDuration)
-		errs = append(errs, err)
-		return v
+		return cli.EnvOr(env, name, def, time.ParseDuration)
 	}
 
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
@@ -117,7 +109,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (lo
 	fs.BoolVar(&opts.quiet, "quiet", false, "no per-request lines")
 	fs.StringVar(&opts.jsonPath, "json", getenv("LOAD_JSON"), "also write the summary as JSON to `FILE`, - for stdout (LOAD_JSON)")
 
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(env.Errs...); err != nil {
 		return cfg, opts, cli.Usage(err)
 	}
 	if err := cli.Parse(fs, args); err != nil {

@@ -79,3 +79,20 @@ func EnvValue[T any](getenv func(string) string, name string, def T, parse func(
 	}
 	return v, nil
 }
+
+// Env gives flags their defaults from the environment (Getenv) and keeps
+// the values that do not parse in Errs, so a command reports every mistake
+// at once.
+type Env struct {
+	Getenv func(string) string
+	Errs   []error
+}
+
+// EnvOr is EnvValue that keeps a parse error in e.Errs and returns def.
+func EnvOr[T any](e *Env, name string, def T, parse func(string) (T, error)) T {
+	v, err := EnvValue(e.Getenv, name, def, parse)
+	if err != nil {
+		e.Errs = append(e.Errs, err)
+	}
+	return v
+}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,5 +67,18 @@ func TestEnvValue(t *testing.T) {
 	v, err := EnvValue(getenv, "BAD", time.Second, time.ParseDuration)
 	if err == nil || !strings.HasPrefix(err.Error(), `BAD="soon": `) || v != time.Second {
 		t.Errorf("BAD: %v, %v; want the default and an error naming BAD and its value", v, err)
+	}
+}
+
+func TestEnvOr(t *testing.T) {
+	env := map[string]string{"GOOD": "3", "BAD": "x", "WORSE": "y"}
+	e := &Env{Getenv: func(k string) string { return env[k] }}
+	good, unset := EnvOr(e, "GOOD", 1, strconv.Atoi), EnvOr(e, "UNSET", 1, strconv.Atoi)
+	bad, worse := EnvOr(e, "BAD", 1, strconv.Atoi), EnvOr(e, "WORSE", 2, strconv.Atoi)
+	if good != 3 || unset != 1 || bad != 1 || worse != 2 {
+		t.Errorf("values %d %d %d %d, want 3 1 1 2 (the defaults for the bad ones)", good, unset, bad, worse)
+	}
+	if len(e.Errs) != 2 || !strings.HasPrefix(e.Errs[0].Error(), `BAD="x": `) || !strings.HasPrefix(e.Errs[1].Error(), `WORSE="y": `) {
+		t.Errorf("errs %v, want one for BAD and one for WORSE, in order", e.Errs)
 	}
 }
