@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // inflight counts the queries in flight; peak is the most seen at once.
@@ -367,6 +370,59 @@ func TestReadsGoAroundAStalledFollowersOtherLanes(t *testing.T) {
 	case o := <-stuck:
 		t.Fatalf("read 1 answered while its query hangs: %+v", o)
 	default:
+	}
+}
+
+// A frozen follower whose connections are all busy (their queries, or the
+// readiness pings, hang on it) while every other lane is suspect: a lane
+// on the live follower failed once (its new connection went to the frozen
+// one), and that passed over its neighbour too. A read takes a free
+// suspect lane, not a busy one, where it would wait out the attempt behind
+// the hung query. A follower-freeze drill had a backend fail the first
+// attempt of nearly every read for 2.7 s this way, and one read with a 503.
+func TestReadsTakeAFreeSuspectLaneOverABusyOne(t *testing.T) {
+	frozen := fakeServer(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	hung := func() *pgxpool.Pool {
+		p, err := newPool(context.Background(), "postgres://app@"+frozen+"/hastack?connect_timeout=30", poolOptions{maxConns: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		go func() { _ = p.Ping(ctx) }() // hangs in the connect, holding the only connection
+		return p
+	}
+	live := func() *fakeDB {
+		db := &fakeDB{all: true}
+		db.row.name = "follower-1"
+		return db
+	}
+	// The first read's lane in turn is lane 1.
+	dbs := []db{live(), hung(), hung(), live()}
+	s := newLaneStore(dbs, &fakeDB{}, StoreOptions{ReadPolicy: RetryPolicy{MaxAttempts: 1, AttemptTimeout: 5 * time.Second}, ReadConcurrency: 1})
+	for i, f := range []string{"follower-1", "follower-0", "follower-0", "follower-1"} {
+		s.lanes[i].follower.Store(f)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !s.lanes[1].busy() || !s.lanes[2].busy() {
+		if time.Now().After(deadline) {
+			t.Fatal("the frozen follower's lanes never got busy")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.suspect(s.lanes[0]) // and lane 3, on the same follower
+	if s.lanes[3].suspectUntil.Load() == 0 {
+		t.Fatal("lane 3 is not suspect: the test does not set up what it means to")
+	}
+
+	start := time.Now()
+	res, err := s.GetItem(context.Background(), 7)
+	if err != nil || res.Follower.Name != "follower-1" {
+		t.Fatalf("read: %+v, %v; want it from follower-1", res, err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("read took %s: it waited behind a hung connection", took)
 	}
 }
 

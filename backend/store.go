@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -224,28 +225,30 @@ func (l *readLane) busy() bool {
 // pickLane returns the lane for attempt n (from 1) of a batch that starts
 // at base: the next in turn that is neither suspect, moving to a new
 // connection, busy, nor on a follower with a stalled query; failing that,
-// the next that is at least free; or the one in turn.
+// the next that is at least free and not suspect; then the next that is
+// free, though suspect; or, with every lane busy or moving, the one in
+// turn. A busy lane comes last because a query on it waits behind the
+// one it is busy with, which may hang (a frozen follower holds every
+// connection to it busy, with reads or readiness pings); a suspect lane's
+// failure was a guess about its follower that a new try may prove wrong.
 func (s *PGStore) pickLane(base uint32, n int32) *readLane {
 	now := time.Now().UnixNano()
 	first := int((base + uint32(n) - 1) % uint32(len(s.lanes)))
 	slow := s.stalledFollowers(now)
-	var free *readLane // the first free lane, on a stalled follower or not
+	var onSlow, suspect *readLane // the first free lane of each kind
 	for k := range s.lanes {
 		l := s.lanes[(first+k)%len(s.lanes)]
-		if l.suspectUntil.Load() > now || l.retiring.Load() || l.busy() {
-			continue
-		}
-		if !slices.Contains(slow, l.lastFollower()) {
+		switch {
+		case l.retiring.Load() || l.busy():
+		case l.suspectUntil.Load() > now:
+			suspect = cmp.Or(suspect, l)
+		case slices.Contains(slow, l.lastFollower()):
+			onSlow = cmp.Or(onSlow, l)
+		default:
 			return l
 		}
-		if free == nil {
-			free = l
-		}
 	}
-	if free != nil {
-		return free
-	}
-	return s.lanes[first]
+	return cmp.Or(onSlow, suspect, s.lanes[first])
 }
 
 func newLaneStore(dbs []db, write db, opts StoreOptions) *PGStore {
