@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -51,23 +52,32 @@ func waitQueued(t *testing.T, b *readBatcher, n int) {
 	waitBatcher(t, b, strconv.Itoa(n)+" reads queued", func(b *readBatcher) bool { return len(b.queue) == n })
 }
 
-// waitBatcher waits, at most 5 s, until cond holds of the batcher's state
-// (read under its lock).
-func waitBatcher(t *testing.T, b *readBatcher, want string, cond func(*readBatcher) bool) {
+// waitUntil polls cond, at most 5 s, until it holds; on time out it fails
+// t with want and cond's last account of the state.
+func waitUntil(t *testing.T, want string, cond func() (ok bool, state string)) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		b.mu.Lock()
-		ok, queued, active := cond(b), len(b.queue), b.active
-		b.mu.Unlock()
+		ok, state := cond()
 		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d reads queued, %d drain loops running; want %s", queued, active, want)
+			t.Fatalf("%s; want %s", state, want)
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// waitBatcher waits (waitUntil) until cond holds of the batcher's state,
+// read under its lock.
+func waitBatcher(t *testing.T, b *readBatcher, want string, cond func(*readBatcher) bool) {
+	t.Helper()
+	waitUntil(t, want, func() (bool, string) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return cond(b), fmt.Sprintf("%d reads queued, %d drain loops running", len(b.queue), b.active)
+	})
 }
 
 // batchStore is a store over a fake database holding every id, with one
@@ -404,13 +414,10 @@ func TestReadsTakeAFreeSuspectLaneOverABusyOne(t *testing.T) {
 	for i, f := range []string{"follower-1", "follower-0", "follower-0", "follower-1"} {
 		s.lanes[i].follower.Store(f)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !s.lanes[1].busy() || !s.lanes[2].busy() {
-		if time.Now().After(deadline) {
-			t.Fatal("the frozen follower's lanes never got busy")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, "lanes 1 and 2 busy", func() (bool, string) {
+		b1, b2 := s.lanes[1].busy(), s.lanes[2].busy()
+		return b1 && b2, fmt.Sprintf("lane 1 busy %t, lane 2 busy %t", b1, b2)
+	})
 	s.suspect(s.lanes[0]) // and lane 3, on the same follower
 	if s.lanes[3].suspectUntil.Load() == 0 {
 		t.Fatal("lane 3 is not suspect: the test does not set up what it means to")

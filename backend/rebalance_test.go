@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -327,13 +328,9 @@ func TestReadMarksALaneThatMoved(t *testing.T) {
 // waitSpread waits (bounded) until two lanes are on each follower.
 func waitSpread(t *testing.T, s *PGStore, f0, f1 string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !spread(s, f0, f1) {
-		if time.Now().After(deadline) {
-			t.Fatalf("lanes %v, want two on %s and two on %s", s.laneFollowers(), f0, f1)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, "two on "+f0+" and two on "+f1, func() (bool, string) {
+		return spread(s, f0, f1), fmt.Sprintf("lanes %v", s.laneFollowers())
+	})
 }
 
 // The rebalancer spreads the lanes at Consul's first answer, and again when
