@@ -38,8 +38,10 @@ type readBatcher struct {
 	// Zero fillWait: never waits.
 	fillWait  time.Duration
 	fillAfter int
-	// onBatch, if set, is called with the size of every batch sent.
-	onBatch func(n int)
+	// onBatch, if set, is called after every batch with what it cost: its
+	// size, how long its oldest read waited in the queue, and how long its
+	// query took (retries included).
+	onBatch func(BatchStats)
 
 	mu     sync.Mutex
 	queue  []*pendingRead
@@ -51,12 +53,20 @@ type readBatcher struct {
 }
 
 type pendingRead struct {
-	ctx  context.Context
-	id   int64
-	done chan batchResult // buffered: the drain loop never blocks on it
+	ctx    context.Context
+	id     int64
+	queued time.Time
+	done   chan batchResult // buffered: the drain loop never blocks on it
 	// tries counts the attempts of the batch this read went out in; nil
 	// while it waits in the queue. Guarded by readBatcher.mu.
 	tries *atomic.Int32
+}
+
+// BatchStats describes one read batch, for metrics.
+type BatchStats struct {
+	Size  int
+	Wait  time.Duration // the oldest read's time in the queue
+	Query time.Duration // the query's round trip, retries included
 }
 
 type batchResult struct {
@@ -70,7 +80,7 @@ type batchResult struct {
 // read queues one read and waits for its batch's answer or for ctx to end,
 // whichever comes first.
 func (b *readBatcher) read(ctx context.Context, id int64) batchResult {
-	p := &pendingRead{ctx: ctx, id: id, done: make(chan batchResult, 1)}
+	p := &pendingRead{ctx: ctx, id: id, queued: time.Now(), done: make(chan batchResult, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
 	if len(b.queue) == b.maxBatch {
@@ -194,9 +204,6 @@ func (b *readBatcher) run(batch []*pendingRead) (stalled bool) {
 			ids = append(ids, p.id)
 		}
 	}
-	if b.onBatch != nil {
-		b.onBatch(len(batch))
-	}
 	ctx, cancel := batchContext(batch)
 	defer cancel()
 	if b.stallAfter > 0 {
@@ -207,7 +214,12 @@ func (b *readBatcher) run(batch []*pendingRead) (stalled bool) {
 		}()
 	}
 	tries := batch[0].tries
+	sent := time.Now()
 	items, from, err := b.exec(ctx, ids, tries)
+	if b.onBatch != nil {
+		// The queue is FIFO: the first read waited longest.
+		b.onBatch(BatchStats{Size: len(batch), Wait: sent.Sub(batch[0].queued), Query: time.Since(sent)})
+	}
 	for _, p := range batch {
 		r := batchResult{follower: from, attempts: int(tries.Load()), err: err}
 		if err == nil {

@@ -698,3 +698,41 @@ func TestWithoutLoadReadsGoAtOnce(t *testing.T) {
 		expectOutcomes(t, later, 1)
 	})
 }
+
+func TestBatchStatsTellTheQueueFromTheQuery(t *testing.T) {
+	g := newGate()
+	db := &fakeDB{onQuery: g.hold, all: true}
+	var mu sync.Mutex
+	var stats []BatchStats
+	s := newStore(db, db, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 1, MaxReadBatch: 32,
+		OnReadBatch: func(b BatchStats) {
+			mu.Lock()
+			defer mu.Unlock()
+			stats = append(stats, b)
+		}})
+
+	const held = 30 * time.Millisecond
+	first := readAll(context.Background(), s, 1)
+	<-g.entered // read 1's query is out
+	rest := readAll(context.Background(), s, 2, 3)
+	waitQueued(t, s.reads, 2)
+	time.Sleep(held) // the query in flight, and reads 2 and 3 queued behind it, for at least this long
+	close(g.open)
+	for _, out := range []<-chan readOutcome{first, rest, rest} {
+		if o := <-out; o.err != nil {
+			t.Fatalf("read %d: %v", o.id, o.err)
+		}
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(stats) != 2 {
+		t.Fatalf("got %d batch reports %+v, want 2", len(stats), stats)
+	}
+	if b := stats[0]; b.Size != 1 || b.Query < held || b.Wait >= held {
+		t.Errorf("first batch %+v: want read 1 alone, sent at once, its query held at least %v", b, held)
+	}
+	if b := stats[1]; b.Size != 2 || b.Wait < held {
+		t.Errorf("second batch %+v: want reads 2 and 3, queued at least %v behind the first query", b, held)
+	}
+}

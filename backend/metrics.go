@@ -5,12 +5,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// latencyBuckets span a loopback round trip under no load (a fraction of
+// a millisecond) to the longest a request may take.
+var latencyBuckets = []float64{.00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5}
+
 // Metrics are the service's Prometheus instruments.
 type Metrics struct {
 	requests    *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	readRetries prometheus.Counter
 	readBatch   prometheus.Histogram
+	readWait    prometheus.Histogram
+	readQuery   prometheus.Histogram
 }
 
 // NewMetrics registers the service's instruments on reg.
@@ -23,7 +29,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "hastack", Subsystem: "backend", Name: "http_request_duration_seconds",
 			Help:    "HTTP request duration by route pattern.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
+			Buckets: latencyBuckets,
 		}, []string{"route"}),
 		readRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "hastack", Subsystem: "backend", Name: "read_retries_total",
@@ -34,9 +40,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Reads sent together in one query.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
 		}),
+		readWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "hastack", Subsystem: "backend", Name: "read_batch_wait_seconds",
+			Help:    "How long the oldest read of each batch waited in the queue before its query went out.",
+			Buckets: latencyBuckets,
+		}),
+		readQuery: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "hastack", Subsystem: "backend", Name: "read_query_duration_seconds",
+			Help:    "Round trip of each read batch's query, retries included.",
+			Buckets: latencyBuckets,
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.readRetries, m.readBatch)
+	reg.MustRegister(m.requests, m.duration, m.readRetries, m.readBatch, m.readWait, m.readQuery)
 	return m
+}
+
+// observeBatch records one read batch: together with the request
+// duration, the wait and query histograms tell where a read's time goes
+// (queued behind a query in flight, or in the query's round trip).
+func (m *Metrics) observeBatch(s BatchStats) {
+	m.readBatch.Observe(float64(s.Size))
+	m.readWait.Observe(s.Wait.Seconds())
+	m.readQuery.Observe(s.Query.Seconds())
 }
 
 // poolCollector exports pgxpool statistics of named pools.

@@ -107,7 +107,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ReadBatchWait:      cfg.ReadBatchWait,
 		ReadBatchWaitAfter: cfg.ReadBatchWaitAfter,
 		OnReadRetry:        metrics.readRetries.Inc,
-		OnReadBatch:        func(n int) { metrics.readBatch.Observe(float64(n)) },
+		OnReadBatch:        metrics.observeBatch,
 		Logger:             log,
 	})
 	if cfg.FollowerService != "" {

@@ -307,6 +307,10 @@ func decodeOne(r io.Reader, v any) error {
 	return nil
 }
 
+// statusClientClosedRequest is Nginx's code for a request whose client went
+// away before the answer: no HTTP client ever receives it.
+const statusClientClosedRequest = 499
+
 func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, took float64) {
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -318,8 +322,10 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, t
 		s.log.Debug("database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 		s.writeError(w, http.StatusServiceUnavailable, ErrUnavailable.Error(), &took)
 	case r.Context().Err() != nil:
-		// The client went away; nobody reads this answer.
-		s.writeError(w, http.StatusServiceUnavailable, "request canceled", &took)
+		// The client went away (Nginx closes the upstream connection when
+		// its client does): nobody reads this answer, and the database was
+		// not at fault, so the metrics count it as Nginx does, not as a 503.
+		s.writeError(w, statusClientClosedRequest, "client closed the request", &took)
 	default:
 		s.log.Error("unexpected store error", "method", r.Method, "path", r.URL.Path, "err", err)
 		s.writeError(w, http.StatusInternalServerError, "internal error", &took)

@@ -310,3 +310,24 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("metrics lack %q:\n%s", want, rec.Body.String())
 	}
 }
+
+func TestAClientThatLeftIsNotCountedAsUnavailable(t *testing.T) {
+	store := okStore()
+	store.get = func(ctx context.Context, _ int64) (ReadResult, error) {
+		<-ctx.Done() // the read outlives its client
+		return ReadResult{}, fmt.Errorf("read: %w", ctx.Err())
+	}
+	s := newTestServer(store)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // as net/http does when the client's connection closes
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/data?id=1", nil).WithContext(ctx))
+	if rec.Code != statusClientClosedRequest {
+		t.Errorf("code = %d, want %d", rec.Code, statusClientClosedRequest)
+	}
+	rec = httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if body := rec.Body.String(); !strings.Contains(body, `hastack_backend_http_requests_total{code="499",route="GET /data"} 1`) || strings.Contains(body, `code="503"`) {
+		t.Errorf("metrics should count the request as 499, not 503:\n%s", body)
+	}
+}

@@ -140,8 +140,8 @@ type StoreOptions struct {
 	ReadBatchWaitAfter int
 	// OnReadRetry is called once per read retry (for metrics).
 	OnReadRetry func()
-	// OnReadBatch is called with the size of every read batch (for metrics).
-	OnReadBatch func(n int)
+	// OnReadBatch is called after every read batch (for metrics).
+	OnReadBatch func(BatchStats)
 	Logger      *slog.Logger
 }
 
