@@ -50,6 +50,33 @@ func (r *Report) WriteTable(w io.Writer) error {
 			row.Path, row.Conns, m.RPS, ms(m.P50), ms(m.P99), m.Errors, ofDB, ofHAProxy,
 			c["nginx"], c["backend"], c["haproxy"], c["postgres"], c["loadgen"], c["platform"], rss)
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return r.writeInside(w)
+}
+
+// writeInside prints where the time went inside the backends, for the rows
+// that measured it.
+func (r *Report) writeInside(w io.Writer) error {
+	var rows []Row
+	for _, row := range r.Rows {
+		if row.Inside != nil {
+			rows = append(rows, row)
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprint(w, "\ninside the backends (their histograms over each measurement, both backends; percentiles within buckets): GET /data from handler to answer, and per read query the oldest read's wait in the queue and the query's round trip\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "path\tconns\tclient p99\trequests\tp50\tp99\tunder 10ms\tqueries\treads/query\tqueue wait p99\tquery p99\t")
+	for _, row := range rows {
+		in := row.Inside
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%.2f%%\t%d\t%.1f\t%s\t%s\t\n",
+			row.Path, row.Conns, ms(row.Measure.P99), in.Requests, ms(in.RequestP50), ms(in.RequestP99), 100*in.Under10ms,
+			in.Batches, in.MeanBatch, ms(in.WaitP99), ms(in.QueryP99))
+	}
 	return tw.Flush()
 }
 

@@ -34,6 +34,9 @@ type Targets struct {
 	BackendURL  string // GET /data on one backend instance
 	NginxURL    string // GET /data through Nginx
 	StaticURL   string // a static answer from Nginx itself
+	// BackendMetrics are every backend's /metrics: where the time goes
+	// inside them. Empty: not read.
+	BackendMetrics []string
 }
 
 // Row is one measured path at one concurrency level.
@@ -44,6 +47,7 @@ type Row struct {
 	CPUPer1k    map[string]float64 `json:"cpu_seconds_per_1k_requests"`
 	RatioToDB   float64            `json:"ratio_to_db_limit"`
 	BackendRSS  int64              `json:"backend_max_rss_bytes,omitempty"`
+	Inside      *Inside            `json:"inside_backends,omitempty"`
 	Description string             `json:"description"`
 }
 
@@ -179,6 +183,15 @@ func Run(ctx context.Context, cfg Config, t Targets, progress func(Row)) (*Repor
 					return rep, fmt.Errorf("%s warmup at %d connections: %w", p.name, c, err)
 				}
 			}
+			backendPath := p.name == "full-stack" || p.name == "backend-direct"
+			var histBefore Histograms
+			if backendPath && len(t.BackendMetrics) > 0 {
+				h, err := ScrapeBackends(ctx, t.BackendMetrics)
+				if err != nil {
+					return rep, err
+				}
+				histBefore = h
+			}
 			before, err := SampleCPU()
 			if err != nil {
 				return rep, err
@@ -207,16 +220,29 @@ func Run(ctx context.Context, cfg Config, t Targets, progress func(Row)) (*Repor
 			if err != nil {
 				return rep, fmt.Errorf("%s at %d connections: %w", p.name, c, err)
 			}
-			if p.name != "full-stack" && p.name != "backend-direct" {
+			if !backendPath {
 				rss = 0
 			}
 			after, err := SampleCPU()
 			if err != nil {
 				return rep, err
 			}
+			var inside *Inside
+			if histBefore != nil {
+				histAfter, err := ScrapeBackends(ctx, t.BackendMetrics)
+				if err != nil {
+					return rep, err
+				}
+				d, err := histAfter.Sub(histBefore)
+				if err != nil {
+					return rep, fmt.Errorf("%s at %d connections: %w", p.name, c, err)
+				}
+				in := InsideFrom(d)
+				inside = &in
+			}
 			used := after.Sub(before)
 			used["loadgen"] = loadCPU.Seconds()
-			row := Row{Path: p.name, Conns: c, Measure: m, CPUPer1k: map[string]float64{}, BackendRSS: rss, Description: p.desc}
+			row := Row{Path: p.name, Conns: c, Measure: m, CPUPer1k: map[string]float64{}, BackendRSS: rss, Inside: inside, Description: p.desc}
 			if m.Requests > 0 {
 				for _, g := range Groups {
 					row.CPUPer1k[g] = used[g] / (float64(m.Requests) / 1000)

@@ -44,6 +44,19 @@ func testBenchmarkSmoke(t *testing.T) {
 		if r.Measure.Errors != 0 {
 			t.Errorf("%s at %d: %d errors", r.Path, r.Conns, r.Measure.Errors)
 		}
+		// Where the time went inside the backends: read from their
+		// histograms on the paths that cross them. They count what they
+		// answered between two scrapes around wrk's run, so about what wrk
+		// counted (a backend records a request just after answering it:
+		// the last few may land after the second scrape).
+		if r.Path == "full-stack" || r.Path == "backend-direct" {
+			in := r.Inside
+			if in == nil || in.Requests*100 < uint64(r.Measure.Requests)*99 || in.Batches == 0 || in.MeanBatch < 1 || in.RequestP99 <= 0 || in.QueryP99 <= 0 {
+				t.Errorf("%s at %d: inside the backends %+v, want requests (about wrk's %d), queries and percentiles", r.Path, r.Conns, in, r.Measure.Requests)
+			}
+		} else if r.Inside != nil {
+			t.Errorf("%s at %d: reports inside the backends, which it does not cross", r.Path, r.Conns)
+		}
 	}
 	for _, p := range []string{"db-haproxy", "db-direct", "backend-direct", "full-stack", "nginx-static"} {
 		if !paths[p] {

@@ -126,5 +126,8 @@ func targets(ctx context.Context, nginx string) (bench.Targets, error) {
 		return t, fmt.Errorf("no passing backend in Consul")
 	}
 	t.BackendURL = "http://" + backends[0].Addr + "/data"
+	for _, b := range backends {
+		t.BackendMetrics = append(t.BackendMetrics, "http://"+b.Addr+"/metrics")
+	}
 	return t, nil
 }

@@ -1,0 +1,116 @@
+package bench
+
+import (
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// exposition is a backend's /metrics text in the shape client_golang
+// writes it, with made-up counts.
+func exposition(reqCounts [4]int, waitCounts, queryCounts [4]int, batches, reads int) string {
+	var b strings.Builder
+	hist := func(name, labels string, bounds []string, counts [4]int, sum float64) {
+		b.WriteString("# HELP " + name + " x\n# TYPE " + name + " histogram\n")
+		for i, le := range bounds {
+			b.WriteString(name + "_bucket{" + labels + `le="` + le + `"} ` + strconv.Itoa(counts[i]) + "\n")
+		}
+		b.WriteString(name + "_bucket{" + labels + `le="+Inf"} ` + strconv.Itoa(counts[3]) + "\n")
+		b.WriteString(name + "_sum{" + strings.TrimSuffix(labels, ",") + "} " + strconv.FormatFloat(sum, 'g', -1, 64) + "\n")
+		b.WriteString(name + "_count{" + strings.TrimSuffix(labels, ",") + "} " + strconv.Itoa(counts[3]) + "\n")
+	}
+	secs := []string{"0.001", "0.005", "0.01"}
+	hist(metricRequest, `route="GET /data",`, secs, reqCounts, 1)
+	// Another route's series must not count.
+	b.WriteString(metricRequest + `_bucket{route="GET /readyz",le="0.001"} 1000` + "\n")
+	b.WriteString(metricRequest + `_bucket{route="GET /readyz",le="0.005"} 1000` + "\n")
+	b.WriteString(metricRequest + `_bucket{route="GET /readyz",le="0.01"} 1000` + "\n")
+	b.WriteString(metricRequest + `_bucket{route="GET /readyz",le="+Inf"} 1000` + "\n")
+	b.WriteString(metricRequest + `_sum{route="GET /readyz"} 0.1` + "\n")
+	b.WriteString(metricRequest + `_count{route="GET /readyz"} 1000` + "\n")
+	hist(metricWait, "", secs, waitCounts, 0.5)
+	hist(metricQuery, "", secs, queryCounts, 0.5)
+	hist(metricBatch, "", []string{"1", "8", "32"}, [4]int{0, 0, batches, batches}, float64(reads))
+	return b.String()
+}
+
+func TestParseHistogramsKeepsDataRouteAndSumsBackends(t *testing.T) {
+	a, err := ParseHistograms(strings.NewReader(exposition([4]int{10, 80, 99, 100}, [4]int{5, 9, 10, 10}, [4]int{8, 10, 10, 10}, 10, 100)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a[metricRequest]; got.Count != 100 || got.Counts[0] != 10 {
+		t.Fatalf("request histogram %+v: want GET /data's only (100 requests, 10 under 1 ms)", got)
+	}
+	b, err := ParseHistograms(strings.NewReader(exposition([4]int{0, 0, 50, 100}, [4]int{0, 0, 0, 10}, [4]int{0, 0, 10, 10}, 10, 300)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.add(b); err != nil {
+		t.Fatal(err)
+	}
+	req := a[metricRequest]
+	if req.Count != 200 || req.Counts[2] != 149 {
+		t.Errorf("summed request histogram %+v, want 200 requests, 149 under 10 ms", req)
+	}
+	if in := InsideFrom(a); in.Batches != 20 || in.MeanBatch != 20 || in.Requests != 200 || in.Under10ms != 149.0/200 {
+		t.Errorf("inside %+v: want 20 queries of 20 reads on average, 200 requests, 74.5%% under 10 ms", in)
+	}
+}
+
+func TestParseHistogramsWantsEveryHistogram(t *testing.T) {
+	if _, err := ParseHistograms(strings.NewReader("# TYPE foo counter\nfoo 1\n")); err == nil || !strings.Contains(err.Error(), metricRequest) {
+		t.Errorf("err = %v, want one naming the missing %s", err, metricRequest)
+	}
+}
+
+func TestQuantileInterpolatesWithinTheBucket(t *testing.T) {
+	h := Histogram{Bounds: []float64{1, 5, 10}, Counts: []uint64{50, 90, 100}, Count: 100}
+	for _, c := range []struct{ q, want float64 }{
+		{0.25, 0.5},   // half way through the first bucket, from 0
+		{0.5, 1},      // the first bucket's top
+		{0.7, 3},      // half of (1, 5]
+		{0.99, 9.5},   // nine tenths of (5, 10]
+		{1, 10},       // the last observation
+		{0.95, 7.5},   // half of (5, 10]
+		{0.51, 1.1},   // a fortieth into (1, 5]
+		{0.9, 5},      // the second bucket's top
+		{0.05, 0.1},   // a tenth of the first
+		{0.999, 9.95}, // the tail
+	} {
+		if got := h.Quantile(c.q); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("Quantile(%v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	over := Histogram{Bounds: []float64{1}, Counts: []uint64{1}, Count: 10}
+	if got := over.Quantile(0.99); got != 1 {
+		t.Errorf("a quantile past the last bound = %v, want the last bound 1", got)
+	}
+	if got := (Histogram{Bounds: []float64{1}, Counts: []uint64{0}}).Quantile(0.5); !math.IsNaN(got) {
+		t.Errorf("empty histogram's quantile = %v, want NaN", got)
+	}
+}
+
+func TestSubIsTheMeasurementAndCatchesARestart(t *testing.T) {
+	before := Histograms{metricWait: {Bounds: []float64{1, 2}, Counts: []uint64{3, 4}, Count: 5, Sum: 1}}
+	after := Histograms{metricWait: {Bounds: []float64{1, 2}, Counts: []uint64{13, 24}, Count: 25, Sum: 3}}
+	d, err := after.Sub(before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := d[metricWait]; h.Count != 20 || h.Counts[0] != 10 || h.Counts[1] != 20 || h.Sum != 2 {
+		t.Errorf("difference %+v, want 20 observations, 10 then 20 cumulative, sum 2", h)
+	}
+	if _, err := before.Sub(after); err == nil || !strings.Contains(err.Error(), "restarted") {
+		t.Errorf("counters going down: err = %v, want a restart named", err)
+	}
+}
+
+func TestInsideOfAnIdleRunIsZeroNotNaN(t *testing.T) {
+	empty := Histogram{Bounds: []float64{.001, .01}, Counts: []uint64{0, 0}}
+	in := InsideFrom(Histograms{metricRequest: empty, metricWait: empty, metricQuery: empty, metricBatch: empty})
+	if in != (Inside{}) {
+		t.Errorf("inside %+v, want all zero (JSON has no NaN)", in)
+	}
+}
