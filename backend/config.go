@@ -137,7 +137,7 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	// Under load, a query waits a little for more reads to join it: fewer,
 	// larger queries cost every hop less CPU per read (see readBatcher;
 	// figures in the README's Performance section).
-	fs.DurationVar(&cfg.ReadBatchWait, "read-batch-wait", env.duration("READ_BATCH_WAIT", 500*time.Microsecond), "under load, how long a read query waits for -read-batch-max reads to queue before it goes; 0 never waits (env READ_BATCH_WAIT)")
+	fs.DurationVar(&cfg.ReadBatchWait, "read-batch-wait", env.duration("READ_BATCH_WAIT", time.Millisecond), "under load, how long a read query waits for -read-batch-max reads to queue before it goes; 0 never waits (env READ_BATCH_WAIT)")
 	readWaitAfter := fs.Int64("read-batch-wait-after", env.int64("READ_BATCH_WAIT_AFTER", 4), "a batch of at least this many reads means load: the next query may wait -read-batch-wait (env READ_BATCH_WAIT_AFTER)")
 	writePool := fs.Int64("write-pool-size", env.int64("WRITE_POOL_SIZE", 4), "max connections of the write pool (env WRITE_POOL_SIZE)")
 	fs.StringVar(&cfg.DebugListen, "debug-listen", env.str("DEBUG_LISTEN_ADDR", ""), "serve pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_LISTEN_ADDR, default off)")

@@ -50,7 +50,7 @@ variable "read_batch_max" {
 variable "read_batch_wait" {
   type        = string
   description = "Under load (after a batch of read_batch_wait_after reads), how long a read query waits for read_batch_max reads to queue: fewer, larger queries cost every hop less CPU per read. \"0s\" never waits."
-  default     = "500us"
+  default     = "1ms"
 }
 
 variable "read_batch_wait_after" {
