@@ -68,6 +68,27 @@ func ScrapeBackends(ctx context.Context, urls []string) (Histograms, error) {
 	return sum, nil
 }
 
+// insideSince scrapes the backends now, and returns what reads where the
+// time went inside them from now until it is called.
+func insideSince(ctx context.Context, urls []string) (func() (*Inside, error), error) {
+	before, err := ScrapeBackends(ctx, urls)
+	if err != nil {
+		return nil, err
+	}
+	return func() (*Inside, error) {
+		after, err := ScrapeBackends(ctx, urls)
+		if err != nil {
+			return nil, err
+		}
+		d, err := after.Sub(before)
+		if err != nil {
+			return nil, err
+		}
+		in := InsideFrom(d)
+		return &in, nil
+	}, nil
+}
+
 func scrape(ctx context.Context, url string) (Histograms, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

@@ -8,30 +8,28 @@ import (
 )
 
 // exposition is a backend's /metrics text in the shape client_golang
-// writes it, with made-up counts.
-func exposition(reqCounts [4]int, waitCounts, queryCounts [4]int, batches, reads int) string {
+// writes it, with made-up counts: [4]int are the cumulative counts at
+// the bounds and +Inf.
+func exposition(reqCounts, waitCounts, queryCounts [4]int, batches, reads int) string {
 	var b strings.Builder
-	hist := func(name, labels string, bounds []string, counts [4]int, sum float64) {
-		b.WriteString("# HELP " + name + " x\n# TYPE " + name + " histogram\n")
-		for i, le := range bounds {
+	header := func(name string) { b.WriteString("# HELP " + name + " x\n# TYPE " + name + " histogram\n") }
+	series := func(name, labels string, bounds []string, counts [4]int, sum float64) {
+		for i, le := range append(bounds, "+Inf") {
 			b.WriteString(name + "_bucket{" + labels + `le="` + le + `"} ` + strconv.Itoa(counts[i]) + "\n")
 		}
-		b.WriteString(name + "_bucket{" + labels + `le="+Inf"} ` + strconv.Itoa(counts[3]) + "\n")
 		b.WriteString(name + "_sum{" + strings.TrimSuffix(labels, ",") + "} " + strconv.FormatFloat(sum, 'g', -1, 64) + "\n")
 		b.WriteString(name + "_count{" + strings.TrimSuffix(labels, ",") + "} " + strconv.Itoa(counts[3]) + "\n")
 	}
 	secs := []string{"0.001", "0.005", "0.01"}
-	hist(metricRequest, `route="GET /data",`, secs, reqCounts, 1)
-	// Another route's series must not count.
-	b.WriteString(metricRequest + `_bucket{route="GET /readyz",le="0.001"} 1000` + "\n")
-	b.WriteString(metricRequest + `_bucket{route="GET /readyz",le="0.005"} 1000` + "\n")
-	b.WriteString(metricRequest + `_bucket{route="GET /readyz",le="0.01"} 1000` + "\n")
-	b.WriteString(metricRequest + `_bucket{route="GET /readyz",le="+Inf"} 1000` + "\n")
-	b.WriteString(metricRequest + `_sum{route="GET /readyz"} 0.1` + "\n")
-	b.WriteString(metricRequest + `_count{route="GET /readyz"} 1000` + "\n")
-	hist(metricWait, "", secs, waitCounts, 0.5)
-	hist(metricQuery, "", secs, queryCounts, 0.5)
-	hist(metricBatch, "", []string{"1", "8", "32"}, [4]int{0, 0, batches, batches}, float64(reads))
+	header(metricRequest)
+	series(metricRequest, `route="GET /data",`, secs, reqCounts, 1)
+	series(metricRequest, `route="GET /readyz",`, secs, [4]int{1000, 1000, 1000, 1000}, 0.1) // must not count
+	header(metricWait)
+	series(metricWait, "", secs, waitCounts, 0.5)
+	header(metricQuery)
+	series(metricQuery, "", secs, queryCounts, 0.5)
+	header(metricBatch)
+	series(metricBatch, "", []string{"1", "8", "32"}, [4]int{0, 0, batches, batches}, float64(reads))
 	return b.String()
 }
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Groups are the process groups whose CPU the benchmark accounts for.
@@ -156,6 +157,33 @@ func MaxRSS(group string) (int64, error) {
 		return nil
 	})
 	return best, err
+}
+
+// watchMaxRSS samples MaxRSS(group) every interval until the returned
+// stop is called; stop returns the largest it saw.
+func watchMaxRSS(group string, every time.Duration) (stop func() int64) {
+	var peak int64
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			if r, err := MaxRSS(group); err == nil {
+				peak = max(peak, r)
+			}
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(quit)
+		<-done
+		return peak
+	}
 }
 
 func procUnderNomad(dir string) bool {

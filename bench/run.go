@@ -110,10 +110,24 @@ const lookupScript = `\set id random(1, %d)
 SELECT id, payload, created_at, current_setting('cluster_name'), host(inet_server_addr()), inet_server_port() FROM items WHERE id = :id;
 `
 
+// pathKind says what else a path's measurement tells.
+type pathKind int
+
+const (
+	// kindDB: the database alone; its best rate is the run's database limit.
+	kindDB pathKind = iota
+	// kindBackends: crosses the backends, so their memory and where the
+	// time went inside them are measured too.
+	kindBackends
+	// kindProxy: Nginx alone.
+	kindProxy
+)
+
 // path is one measured path: run measures it at conns connections for d
 // (measure false: a warm-up, nothing parsed).
 type path struct {
 	name, desc string
+	kind       pathKind
 	run        func(ctx context.Context, e pathEnv, conns int, d time.Duration, measure bool) (Measure, time.Duration, error)
 }
 
@@ -126,23 +140,23 @@ type pathEnv struct {
 
 // paths are the measured paths, in the order they run.
 var paths = []path{
-	{"db-haproxy", "pgbench -M prepared, /data's lookup, through HAProxy to both followers",
+	{"db-haproxy", "pgbench -M prepared, /data's lookup, through HAProxy to both followers", kindDB,
 		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
 			return e.cfg.pgbench(ctx, e.t.HAProxyDSN, e.script, c, d, m)
 		}},
-	{"db-direct", "pgbench -M prepared, /data's lookup, straight to one follower",
+	{"db-direct", "pgbench -M prepared, /data's lookup, straight to one follower", kindDB,
 		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
 			return e.cfg.pgbench(ctx, e.t.FollowerDSN, e.script, c, d, m)
 		}},
-	{"backend-direct", "wrk GET /data on one backend instance (no Nginx)",
+	{"backend-direct", "wrk GET /data on one backend instance (no Nginx)", kindBackends,
 		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
 			return e.cfg.wrk(ctx, e.t.BackendURL, c, d)
 		}},
-	{"full-stack", "wrk GET /data through Nginx, both backends, HAProxy, both followers",
+	{"full-stack", "wrk GET /data through Nginx, both backends, HAProxy, both followers", kindBackends,
 		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
 			return e.cfg.wrk(ctx, e.t.NginxURL, c, d)
 		}},
-	{"nginx-static", "wrk GET a static answer from Nginx (the proxy's own ceiling)",
+	{"nginx-static", "wrk GET a static answer from Nginx (the proxy's own ceiling)", kindProxy,
 		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
 			return e.cfg.wrk(ctx, e.t.StaticURL, c, d)
 		}},
@@ -183,72 +197,45 @@ func Run(ctx context.Context, cfg Config, t Targets, progress func(Row)) (*Repor
 					return rep, fmt.Errorf("%s warmup at %d connections: %w", p.name, c, err)
 				}
 			}
-			backendPath := p.name == "full-stack" || p.name == "backend-direct"
-			var histBefore Histograms
-			if backendPath && len(t.BackendMetrics) > 0 {
-				h, err := ScrapeBackends(ctx, t.BackendMetrics)
-				if err != nil {
+			var inside func() (*Inside, error)
+			if p.kind == kindBackends && len(t.BackendMetrics) > 0 {
+				var err error
+				if inside, err = insideSince(ctx, t.BackendMetrics); err != nil {
 					return rep, err
 				}
-				histBefore = h
 			}
 			before, err := SampleCPU()
 			if err != nil {
 				return rep, err
 			}
-			// Sample the backends' memory while they are under load.
-			var rss int64
-			stop, rssDone := make(chan struct{}), make(chan struct{})
-			go func() {
-				defer close(rssDone)
-				tick := time.NewTicker(250 * time.Millisecond)
-				defer tick.Stop()
-				for {
-					if r, err := MaxRSS("backend"); err == nil {
-						rss = max(rss, r)
-					}
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-					}
-				}
-			}()
+			stopRSS := func() int64 { return 0 }
+			if p.kind == kindBackends {
+				stopRSS = watchMaxRSS("backend", 250*time.Millisecond) // while they are under load
+			}
 			m, loadCPU, err := p.run(ctx, env, c, cfg.Duration, true)
-			close(stop)
-			<-rssDone
+			rss := stopRSS()
 			if err != nil {
 				return rep, fmt.Errorf("%s at %d connections: %w", p.name, c, err)
-			}
-			if !backendPath {
-				rss = 0
 			}
 			after, err := SampleCPU()
 			if err != nil {
 				return rep, err
 			}
-			var inside *Inside
-			if histBefore != nil {
-				histAfter, err := ScrapeBackends(ctx, t.BackendMetrics)
-				if err != nil {
-					return rep, err
-				}
-				d, err := histAfter.Sub(histBefore)
-				if err != nil {
+			var in *Inside
+			if inside != nil {
+				if in, err = inside(); err != nil {
 					return rep, fmt.Errorf("%s at %d connections: %w", p.name, c, err)
 				}
-				in := InsideFrom(d)
-				inside = &in
 			}
 			used := after.Sub(before)
 			used["loadgen"] = loadCPU.Seconds()
-			row := Row{Path: p.name, Conns: c, Measure: m, CPUPer1k: map[string]float64{}, BackendRSS: rss, Inside: inside, Description: p.desc}
+			row := Row{Path: p.name, Conns: c, Measure: m, CPUPer1k: map[string]float64{}, BackendRSS: rss, Inside: in, Description: p.desc}
 			if m.Requests > 0 {
 				for _, g := range Groups {
 					row.CPUPer1k[g] = used[g] / (float64(m.Requests) / 1000)
 				}
 			}
-			if p.name == "db-haproxy" || p.name == "db-direct" {
+			if p.kind == kindDB {
 				rep.DBLimit = max(rep.DBLimit, m.RPS)
 			}
 			rep.Rows = append(rep.Rows, row)
