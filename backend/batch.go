@@ -42,6 +42,7 @@ type readBatcher struct {
 	// size, how long its oldest read waited in the queue, and how long its
 	// query took (retries included).
 	onBatch func(BatchStats)
+	now     func() time.Time // the clock of BatchStats
 
 	mu     sync.Mutex
 	queue  []*pendingRead
@@ -80,7 +81,7 @@ type batchResult struct {
 // read queues one read and waits for its batch's answer or for ctx to end,
 // whichever comes first.
 func (b *readBatcher) read(ctx context.Context, id int64) batchResult {
-	p := &pendingRead{ctx: ctx, id: id, queued: time.Now(), done: make(chan batchResult, 1)}
+	p := &pendingRead{ctx: ctx, id: id, queued: b.now(), done: make(chan batchResult, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
 	if len(b.queue) == b.maxBatch {
@@ -214,11 +215,11 @@ func (b *readBatcher) run(batch []*pendingRead) (stalled bool) {
 		}()
 	}
 	tries := batch[0].tries
-	sent := time.Now()
+	sent := b.now()
 	items, from, err := b.exec(ctx, ids, tries)
 	if b.onBatch != nil {
 		// The queue is FIFO: the first read waited longest.
-		b.onBatch(BatchStats{Size: len(batch), Wait: sent.Sub(batch[0].queued), Query: time.Since(sent)})
+		b.onBatch(BatchStats{Size: len(batch), Wait: sent.Sub(batch[0].queued), Query: b.now().Sub(sent)})
 	}
 	for _, p := range batch {
 		r := batchResult{follower: from, attempts: int(tries.Load()), err: err}

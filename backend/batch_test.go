@@ -699,12 +699,31 @@ func TestWithoutLoadReadsGoAtOnce(t *testing.T) {
 	})
 }
 
+// clock is a settable time for the batcher's BatchStats.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 func TestBatchStatsTellTheQueueFromTheQuery(t *testing.T) {
 	g := newGate()
 	db := &fakeDB{onQuery: g.hold, all: true}
+	clk := &clock{t: time.Unix(1000, 0)}
 	var mu sync.Mutex
 	var stats []BatchStats
-	s := newStore(db, db, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 1, MaxReadBatch: 32,
+	s := newStore(db, db, StoreOptions{ReadPolicy: noBackoff, ReadConcurrency: 1, MaxReadBatch: 32, now: clk.now,
 		OnReadBatch: func(b BatchStats) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -714,11 +733,14 @@ func TestBatchStatsTellTheQueueFromTheQuery(t *testing.T) {
 	const held = 30 * time.Millisecond
 	first := readAll(context.Background(), s, 1)
 	<-g.entered // read 1's query is out
-	rest := readAll(context.Background(), s, 2, 3)
+	second := readAll(context.Background(), s, 2)
+	waitQueued(t, s.reads, 1)
+	clk.advance(10 * time.Millisecond)
+	third := readAll(context.Background(), s, 3) // queued 10 ms after read 2
 	waitQueued(t, s.reads, 2)
-	time.Sleep(held) // the query in flight, and reads 2 and 3 queued behind it, for at least this long
+	clk.advance(held - 10*time.Millisecond)
 	close(g.open)
-	for _, out := range []<-chan readOutcome{first, rest, rest} {
+	for _, out := range []<-chan readOutcome{first, second, third} {
 		if o := <-out; o.err != nil {
 			t.Fatalf("read %d: %v", o.id, o.err)
 		}
@@ -726,13 +748,11 @@ func TestBatchStatsTellTheQueueFromTheQuery(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	if len(stats) != 2 {
-		t.Fatalf("got %d batch reports %+v, want 2", len(stats), stats)
+	want := []BatchStats{
+		{Size: 1, Wait: 0, Query: held}, // read 1 alone, sent at once
+		{Size: 2, Wait: held, Query: 0}, // reads 2 and 3 behind it; read 2 waited longest
 	}
-	if b := stats[0]; b.Size != 1 || b.Query < held || b.Wait >= held {
-		t.Errorf("first batch %+v: want read 1 alone, sent at once, its query held at least %v", b, held)
-	}
-	if b := stats[1]; b.Size != 2 || b.Wait < held {
-		t.Errorf("second batch %+v: want reads 2 and 3, queued at least %v behind the first query", b, held)
+	if !slices.Equal(stats, want) {
+		t.Errorf("batch stats %+v, want %+v", stats, want)
 	}
 }

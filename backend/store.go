@@ -143,6 +143,8 @@ type StoreOptions struct {
 	// OnReadBatch is called after every read batch (for metrics).
 	OnReadBatch func(BatchStats)
 	Logger      *slog.Logger
+	// now is the clock OnReadBatch's durations are read from; nil: time.Now.
+	now func() time.Time
 }
 
 // NewPGStore returns a store over the given read lanes and write pool. It
@@ -279,6 +281,10 @@ func newLaneStore(dbs []db, write db, opts StoreOptions) *PGStore {
 		fillAfter:  opts.ReadBatchWaitAfter,
 		full:       make(chan struct{}, 1),
 		onBatch:    opts.OnReadBatch,
+		now:        opts.now,
+	}
+	if s.reads.now == nil {
+		s.reads.now = time.Now
 	}
 	return s
 }
