@@ -30,7 +30,8 @@ type readBatcher struct {
 	stallAfter time.Duration // zero: never
 	// Under load, fewer and larger queries: after a batch of at least
 	// fillAfter reads (reads arrive faster than queries answer), the next
-	// query waits until maxBatch reads are queued or fillWait has passed.
+	// query waits until maxBatch reads are queued or its oldest read has
+	// been queued fillWait.
 	// Each query costs every hop a wakeup, a syscall and a parse whatever
 	// its size, so on a machine whose cores the whole stack shares, the CPU
 	// this saves serves more requests than the wait costs them. A read that
@@ -132,12 +133,21 @@ func (b *readBatcher) drain() {
 	}
 }
 
-// fill waits until maxBatch reads are queued or fillWait has passed. With
-// none queued it does not wait: the drain loop ends and gives up its slot,
-// so the next read finds the backend idle and goes at once.
+// fill waits until maxBatch reads are queued or the oldest queued read has
+// waited fillWait. The wait counts from that read's arrival, not from the
+// end of the query before: reads that queued behind a slow query have
+// already waited, and go at once once they have waited fillWait, so no
+// read waits for a query and then for a whole fill on top. With none
+// queued it does not wait: the drain loop ends and gives up its slot, so
+// the next read finds the backend idle and goes at once.
 func (b *readBatcher) fill() {
 	b.mu.Lock()
 	if len(b.queue) == 0 || len(b.queue) >= b.maxBatch {
+		b.mu.Unlock()
+		return
+	}
+	left := b.fillWait - b.now().Sub(b.queue[0].queued)
+	if left <= 0 {
 		b.mu.Unlock()
 		return
 	}
@@ -148,7 +158,7 @@ func (b *readBatcher) fill() {
 	default:
 	}
 	b.mu.Unlock()
-	timer := time.NewTimer(b.fillWait)
+	timer := time.NewTimer(left)
 	defer timer.Stop()
 	select {
 	case <-b.full:

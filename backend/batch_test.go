@@ -657,17 +657,57 @@ func TestAFillWaitEndsAfterTheWait(t *testing.T) {
 	const wait = 30 * time.Millisecond
 	st := newStepper()
 	s := waitStore(&fakeDB{onQuery: st.hold}, 32, wait, 2)
-	out := loadUp(t, st, s, 4)
-	start := time.Now()
+	out := loadUp(t, st, s)
+	start := time.Now() // read 4 queues after this
+	later := readAll(context.Background(), s, 4)
+	waitQueued(t, s.reads, 1)
 	st.next <- struct{}{}
 	if got := st.query(t); !slices.Equal(got, []int64{4}) {
 		t.Fatalf("third query %v, want [4]", got)
 	}
 	if took := time.Since(start); took < wait {
-		t.Errorf("read 4 went out %s after the batch before it answered, want after the %s wait", took, wait)
+		t.Errorf("read 4 went out %s after it queued, want after the %s wait", took, wait)
+	}
+	st.next <- struct{}{}
+	expectOutcomes(t, out, 3)
+	expectOutcomes(t, later, 1)
+}
+
+func TestAFillWaitCountsFromTheOldestReadsArrival(t *testing.T) {
+	// The wait is a minute of the batcher's clock: a query that waited it
+	// in real time would fail the test at stepper.query's 5 s.
+	clk := &clock{t: time.Unix(1000, 0)}
+	st := newStepper()
+	s := waitStore(&fakeDB{onQuery: st.hold}, 32, time.Minute, 2)
+	s.reads.now = clk.now
+	out := loadUp(t, st, s, 4)
+	clk.advance(time.Minute) // read 4 waits out the fill behind the query of 2 and 3
+	st.next <- struct{}{}
+	if got := st.query(t); !slices.Equal(got, []int64{4}) {
+		t.Fatalf("third query %v, want [4] at once: it has waited the whole fill", got)
 	}
 	st.next <- struct{}{}
 	expectOutcomes(t, out, 4)
+
+	// Read 5 comes to a backend still under load (the batch before it
+	// was 1, below 2: so first a batch of two again), and it waits.
+	out = loadUp(t, st, s, 5)
+	clk.advance(time.Minute - 10*time.Second) // ten seconds of the fill left: real ones
+	st.next <- struct{}{}
+	select {
+	case ids := <-st.entered:
+		t.Fatalf("query %v went out with read 5 alone and 10 s of its fill left", ids)
+	case <-time.After(50 * time.Millisecond):
+	}
+	more := readAll(context.Background(), s, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+		22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36)
+	got := st.query(t)
+	if len(got) != 32 || got[0] != 5 {
+		t.Fatalf("query %v, want a full batch of 32 led by read 5", got)
+	}
+	st.next <- struct{}{}
+	expectOutcomes(t, out, 4)
+	expectOutcomes(t, more, 31)
 }
 
 func TestWithoutLoadReadsGoAtOnce(t *testing.T) {

@@ -53,8 +53,8 @@ type Config struct {
 	// ReadConcurrency is how many read queries may be in flight at once.
 	ReadConcurrency int
 	// ReadBatchWait is how long, under load (after a batch of at least
-	// ReadBatchWaitAfter reads), the next read query waits for
-	// ReadBatchMax reads to queue; zero never waits.
+	// ReadBatchWaitAfter reads), the oldest queued read may wait for
+	// ReadBatchMax reads to queue before its query goes; zero never waits.
 	ReadBatchWait      time.Duration
 	ReadBatchWaitAfter int
 	// LogLevel is the minimum level written to stdout.
@@ -137,7 +137,7 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	// Under load, a query waits a little for more reads to join it: fewer,
 	// larger queries cost every hop less CPU per read (see readBatcher;
 	// figures in the README's Performance section).
-	fs.DurationVar(&cfg.ReadBatchWait, "read-batch-wait", env.duration("READ_BATCH_WAIT", time.Millisecond), "under load, how long a read query waits for -read-batch-max reads to queue before it goes; 0 never waits (env READ_BATCH_WAIT)")
+	fs.DurationVar(&cfg.ReadBatchWait, "read-batch-wait", env.duration("READ_BATCH_WAIT", 2*time.Millisecond), "under load, how long a queued read may wait for -read-batch-max reads to join it before its query goes (counted from its arrival, so a wait behind a query counts); 0 never waits (env READ_BATCH_WAIT)")
 	readWaitAfter := fs.Int64("read-batch-wait-after", env.int64("READ_BATCH_WAIT_AFTER", 4), "a batch of at least this many reads means load: the next query may wait -read-batch-wait (env READ_BATCH_WAIT_AFTER)")
 	writePool := fs.Int64("write-pool-size", env.int64("WRITE_POOL_SIZE", 4), "max connections of the write pool (env WRITE_POOL_SIZE)")
 	fs.StringVar(&cfg.DebugListen, "debug-listen", env.str("DEBUG_LISTEN_ADDR", ""), "serve pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_LISTEN_ADDR, default off)")

@@ -134,8 +134,8 @@ type StoreOptions struct {
 	// MaxReadBatch caps the reads sent in one query; 1 sends each alone.
 	MaxReadBatch int
 	// ReadBatchWait is how long, after a batch of at least
-	// ReadBatchWaitAfter reads, the next read query waits for MaxReadBatch
-	// reads to queue; zero never waits.
+	// ReadBatchWaitAfter reads, the oldest queued read may wait for
+	// MaxReadBatch reads to queue before its query goes; zero never waits.
 	ReadBatchWait      time.Duration
 	ReadBatchWaitAfter int
 	// OnReadRetry is called once per read retry (for metrics).
@@ -143,7 +143,8 @@ type StoreOptions struct {
 	// OnReadBatch is called after every read batch (for metrics).
 	OnReadBatch func(BatchStats)
 	Logger      *slog.Logger
-	// now is the clock OnReadBatch's durations are read from; nil: time.Now.
+	// now is the clock of the batcher: OnReadBatch's durations and how long
+	// a queued read has waited for its batch to fill; nil: time.Now.
 	now func() time.Time
 }
 
