@@ -30,8 +30,8 @@ type readBatcher struct {
 	stallAfter time.Duration // zero: never
 	// Under load, fewer and larger queries: after a batch of at least
 	// fillAfter reads (reads arrive faster than queries answer), the next
-	// query waits until maxBatch reads are queued or its oldest read has
-	// been queued fillWait.
+	// query waits until as many reads are queued as in the largest recent
+	// batch (at most maxBatch) or its oldest read has been queued fillWait.
 	// Each query costs every hop a wakeup, a syscall and a parse whatever
 	// its size, so on a machine whose cores the whole stack shares, the CPU
 	// this saves serves more requests than the wait costs them. A read that
@@ -48,10 +48,17 @@ type readBatcher struct {
 	mu     sync.Mutex
 	queue  []*pendingRead
 	active int // drain loops holding a slot, each with at most one query in flight
-	// full (buffered, one) is signalled without blocking, under mu, when
-	// the queue reaches maxBatch, ending a fill wait early. With more than
-	// one drain loop, one waiter wakes and the others wait out fillWait.
-	full chan struct{}
+	// peak is the largest recent batch: a batch at least as large sets
+	// it, and every peakDecay smaller ones take one off, so it follows the
+	// load down within a hundred batches or so (a tenth of a second under
+	// load). peakAge counts the smaller batches since the last step.
+	peak, peakAge int
+	// fillTo is the queue length a fill wait waits for; zero when none
+	// waits. full (buffered, one) is signalled without blocking, under mu,
+	// when the queue reaches it, ending the wait early. With more than one
+	// drain loop, one waiter wakes and the others wait out fillWait.
+	fillTo int
+	full   chan struct{}
 }
 
 type pendingRead struct {
@@ -85,7 +92,7 @@ func (b *readBatcher) read(ctx context.Context, id int64) batchResult {
 	p := &pendingRead{ctx: ctx, id: id, queued: b.now(), done: make(chan batchResult, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
-	if len(b.queue) == b.maxBatch {
+	if len(b.queue) == b.fillTo {
 		signal(b.full)
 	}
 	start := b.active < b.maxActive
@@ -125,6 +132,7 @@ func (b *readBatcher) drain() {
 			b.mu.Unlock()
 			return
 		}
+		b.notePeak(len(batch))
 		b.mu.Unlock()
 		last = len(batch)
 		if stalled := b.run(batch); stalled {
@@ -133,16 +141,39 @@ func (b *readBatcher) drain() {
 	}
 }
 
-// fill waits until maxBatch reads are queued or the oldest queued read has
-// waited fillWait. The wait counts from that read's arrival, not from the
-// end of the query before: reads that queued behind a slow query have
-// already waited, and go at once once they have waited fillWait, so no
-// read waits for a query and then for a whole fill on top. With none
-// queued it does not wait: the drain loop ends and gives up its slot, so
-// the next read finds the backend idle and goes at once.
+// peakDecay is how many smaller batches it takes the largest recent batch
+// to fall by one. One made fills end early under steady load, on a dip
+// of the batch sizes, and the tail at 64 connections grew by a tenth.
+const peakDecay = 4
+
+// notePeak records a batch of n reads in the largest recent batch. b.mu
+// must be held.
+func (b *readBatcher) notePeak(n int) {
+	if n >= b.peak {
+		b.peak, b.peakAge = n, 0
+		return
+	}
+	if b.peakAge++; b.peakAge == peakDecay {
+		b.peak, b.peakAge = b.peak-1, 0
+	}
+}
+
+// fill waits until as many reads are queued as the largest recent batch
+// (at most maxBatch) or the oldest queued read has waited fillWait. The
+// wait counts from that read's arrival, not from the end of the query
+// before: reads that queued behind a slow query have already waited, and
+// go at once once they have waited fillWait, so no read waits for a query
+// and then for a whole fill on top. The largest recent batch is how many
+// reads the clients have put in the queue together lately: a few clients
+// (16 waiting on one backend, say) cannot fill 32, so once they are all
+// back their reads go, instead of waiting out fillWait for reads that are
+// not coming. With none queued it does not wait: the drain loop ends and
+// gives up its slot, so the next read finds the backend idle and goes at
+// once.
 func (b *readBatcher) fill() {
 	b.mu.Lock()
-	if len(b.queue) == 0 || len(b.queue) >= b.maxBatch {
+	target := min(b.peak, b.maxBatch)
+	if len(b.queue) == 0 || len(b.queue) >= target {
 		b.mu.Unlock()
 		return
 	}
@@ -152,11 +183,12 @@ func (b *readBatcher) fill() {
 		return
 	}
 	// A signal left from an earlier fill is stale: drop it under mu, so
-	// any signal from here on means the queue is full now.
+	// any signal from here on means the queue has reached this target.
 	select {
 	case <-b.full:
 	default:
 	}
+	b.fillTo = target
 	b.mu.Unlock()
 	timer := time.NewTimer(left)
 	defer timer.Stop()
@@ -164,6 +196,9 @@ func (b *readBatcher) fill() {
 	case <-b.full:
 	case <-timer.C:
 	}
+	b.mu.Lock()
+	b.fillTo = 0
+	b.mu.Unlock()
 }
 
 // release gives up the slot of a query that stalled, and starts another

@@ -636,6 +636,7 @@ func expectOutcomes(t *testing.T, out <-chan readOutcome, n int) {
 func TestUnderLoadAQueryWaitsForAFullBatch(t *testing.T) {
 	st := newStepper()
 	s := waitStore(&fakeDB{onQuery: st.hold}, 4, time.Minute, 2)
+	s.reads.peak = 100 // clients that lately sent far more reads at once than a batch holds
 	out := loadUp(t, st, s, 4)
 	st.next <- struct{}{} // reads 2 and 3 answer: a batch of two means load
 
@@ -690,7 +691,11 @@ func TestAFillWaitCountsFromTheOldestReadsArrival(t *testing.T) {
 	expectOutcomes(t, out, 4)
 
 	// Read 5 comes to a backend still under load (the batch before it
-	// was 1, below 2: so first a batch of two again), and it waits.
+	// was 1, below 2: so first a batch of two again), and it waits for
+	// a full batch: the clients lately sent far more reads at once.
+	s.reads.mu.Lock()
+	s.reads.peak = 100
+	s.reads.mu.Unlock()
 	out = loadUp(t, st, s, 5)
 	clk.advance(time.Minute - 10*time.Second) // ten seconds of the fill left: real ones
 	st.next <- struct{}{}
@@ -708,6 +713,48 @@ func TestAFillWaitCountsFromTheOldestReadsArrival(t *testing.T) {
 	st.next <- struct{}{}
 	expectOutcomes(t, out, 4)
 	expectOutcomes(t, more, 31)
+}
+
+func TestAFillWaitsForAsManyReadsAsTheLargestRecentBatch(t *testing.T) {
+	// Batches of one, then two: two reads are what the clients send at
+	// once lately, so a fill waits for two, not for 32. A wait of a minute
+	// would fail the test at stepper.query's 5 s.
+	st := newStepper()
+	s := waitStore(&fakeDB{onQuery: st.hold}, 32, time.Minute, 2)
+	out := loadUp(t, st, s, 4)
+	st.next <- struct{}{}
+	select {
+	case ids := <-st.entered:
+		t.Fatalf("query %v went out with 1 read queued of the 2 of the largest recent batch", ids)
+	case <-time.After(50 * time.Millisecond):
+	}
+	more := readAll(context.Background(), s, 5)
+	if got := st.query(t); !slices.Equal(got, []int64{4, 5}) {
+		t.Fatalf("third query %v, want [4 5] as soon as two were queued", got)
+	}
+	st.next <- struct{}{}
+	expectOutcomes(t, out, 4)
+	expectOutcomes(t, more, 1)
+
+	s.reads.mu.Lock()
+	defer s.reads.mu.Unlock()
+	if s.reads.peak != 2 {
+		t.Errorf("largest recent batch %d after batches of 1, 2 and 2, want 2", s.reads.peak)
+	}
+}
+
+func TestTheLargestRecentBatchFollowsTheLoadDown(t *testing.T) {
+	b := &readBatcher{}
+	for i, c := range []struct{ size, peak int }{
+		{1, 1}, {20, 20},
+		{3, 20}, {3, 20}, {3, 20}, {3, 19}, // one off after four smaller batches
+		{3, 19}, {19, 19}, {3, 19}, {3, 19}, {3, 19}, {3, 18}, // as large as the peak: the count restarts
+	} {
+		b.notePeak(c.size)
+		if b.peak != c.peak {
+			t.Fatalf("batch %d (%d reads): peak %d, want %d", i, c.size, b.peak, c.peak)
+		}
+	}
 }
 
 func TestWithoutLoadReadsGoAtOnce(t *testing.T) {
