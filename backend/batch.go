@@ -30,8 +30,8 @@ type readBatcher struct {
 	stallAfter time.Duration // zero: never
 	// Under load, fewer and larger queries: after a batch of at least
 	// fillAfter reads (reads arrive faster than queries answer), the next
-	// query waits until as many reads are queued as in the largest recent
-	// batch (at most maxBatch) or its oldest read has been queued fillWait.
+	// query waits until maxBatch reads are queued (or as many as in the
+	// largest recent batch) or its oldest read has been queued fillWait.
 	// Each query costs every hop a wakeup, a syscall and a parse whatever
 	// its size, so on a machine whose cores the whole stack shares, the CPU
 	// this saves serves more requests than the wait costs them. A read that
@@ -39,6 +39,9 @@ type readBatcher struct {
 	// Zero fillWait: never waits.
 	fillWait  time.Duration
 	fillAfter int
+	// fillToPeak: a fill waits for as many reads as the largest recent
+	// batch instead of maxBatch (see fill).
+	fillToPeak bool
 	// onBatch, if set, is called after every batch with what it cost: its
 	// size, how long its oldest read waited in the queue, and how long its
 	// query took (retries included).
@@ -158,21 +161,26 @@ func (b *readBatcher) notePeak(n int) {
 	}
 }
 
-// fill waits until as many reads are queued as the largest recent batch
-// (at most maxBatch) or the oldest queued read has waited fillWait. The
-// wait counts from that read's arrival, not from the end of the query
-// before: reads that queued behind a slow query have already waited, and
-// go at once once they have waited fillWait, so no read waits for a query
-// and then for a whole fill on top. The largest recent batch is how many
-// reads the clients have put in the queue together lately: a few clients
-// (16 waiting on one backend, say) cannot fill 32, so once they are all
-// back their reads go, instead of waiting out fillWait for reads that are
-// not coming. With none queued it does not wait: the drain loop ends and
-// gives up its slot, so the next read finds the backend idle and goes at
-// once.
+// fill waits until maxBatch reads are queued (with fillToPeak, as many as
+// the largest recent batch) or the oldest queued read has waited
+// fillWait. The wait counts from that read's arrival, not from the end of
+// the query before: reads that queued behind a slow query have already
+// waited, and go at once once they have waited fillWait, so no read waits
+// for a query and then for a whole fill on top. The largest recent batch
+// is how many reads the clients have put in the queue together lately: a
+// few clients (16 waiting on one backend, say) cannot fill 32, so with
+// fillToPeak their reads go once they are all back, instead of waiting
+// out fillWait for reads that are not coming; under the full stack's
+// load, though, fills then end early and the tail grows (README,
+// Performance), so it is a choice, off by default. With none queued it
+// does not wait: the drain loop ends and gives up its slot, so the next
+// read finds the backend idle and goes at once.
 func (b *readBatcher) fill() {
 	b.mu.Lock()
-	target := min(b.peak, b.maxBatch)
+	target := b.maxBatch
+	if b.fillToPeak {
+		target = min(b.peak, b.maxBatch)
+	}
 	if len(b.queue) == 0 || len(b.queue) >= target {
 		b.mu.Unlock()
 		return

@@ -636,7 +636,6 @@ func expectOutcomes(t *testing.T, out <-chan readOutcome, n int) {
 func TestUnderLoadAQueryWaitsForAFullBatch(t *testing.T) {
 	st := newStepper()
 	s := waitStore(&fakeDB{onQuery: st.hold}, 4, time.Minute, 2)
-	s.reads.peak = 100 // clients that lately sent far more reads at once than a batch holds
 	out := loadUp(t, st, s, 4)
 	st.next <- struct{}{} // reads 2 and 3 answer: a batch of two means load
 
@@ -691,11 +690,7 @@ func TestAFillWaitCountsFromTheOldestReadsArrival(t *testing.T) {
 	expectOutcomes(t, out, 4)
 
 	// Read 5 comes to a backend still under load (the batch before it
-	// was 1, below 2: so first a batch of two again), and it waits for
-	// a full batch: the clients lately sent far more reads at once.
-	s.reads.mu.Lock()
-	s.reads.peak = 100
-	s.reads.mu.Unlock()
+	// was 1, below 2: so first a batch of two again), and it waits.
 	out = loadUp(t, st, s, 5)
 	clk.advance(time.Minute - 10*time.Second) // ten seconds of the fill left: real ones
 	st.next <- struct{}{}
@@ -721,6 +716,7 @@ func TestAFillWaitsForAsManyReadsAsTheLargestRecentBatch(t *testing.T) {
 	// would fail the test at stepper.query's 5 s.
 	st := newStepper()
 	s := waitStore(&fakeDB{onQuery: st.hold}, 32, time.Minute, 2)
+	s.reads.fillToPeak = true
 	out := loadUp(t, st, s, 4)
 	st.next <- struct{}{}
 	select {

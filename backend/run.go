@@ -102,13 +102,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		WritePolicy:     DefaultWritePolicy(),
 		ReadConcurrency: cfg.ReadConcurrency,
 		// Far above a batch's usual round trip (a few ms even under load).
-		ReadStallAfter:     readStallAfter,
-		MaxReadBatch:       cfg.ReadBatchMax,
-		ReadBatchWait:      cfg.ReadBatchWait,
-		ReadBatchWaitAfter: cfg.ReadBatchWaitAfter,
-		OnReadRetry:        metrics.readRetries.Inc,
-		OnReadBatch:        metrics.observeBatch,
-		Logger:             log,
+		ReadStallAfter:      readStallAfter,
+		MaxReadBatch:        cfg.ReadBatchMax,
+		ReadBatchWait:       cfg.ReadBatchWait,
+		ReadBatchWaitAfter:  cfg.ReadBatchWaitAfter,
+		ReadBatchFillRecent: cfg.ReadBatchFillRecent,
+		OnReadRetry:         metrics.readRetries.Inc,
+		OnReadBatch:         metrics.observeBatch,
+		Logger:              log,
 	})
 	if cfg.FollowerService != "" {
 		// Deferred after the pools' Close, so it runs before them.
@@ -146,7 +147,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(),
 		"read_pool_size", cfg.ReadPoolSize, "read_concurrency", cfg.ReadConcurrency, "read_batch_max", cfg.ReadBatchMax,
-		"read_batch_wait", cfg.ReadBatchWait.String(), "read_batch_wait_after", cfg.ReadBatchWaitAfter, "write_pool_size", cfg.WritePoolSize,
+		"read_batch_wait", cfg.ReadBatchWait.String(), "read_batch_wait_after", cfg.ReadBatchWaitAfter, "read_batch_fill_recent", cfg.ReadBatchFillRecent, "write_pool_size", cfg.WritePoolSize,
 		"request_timeout", cfg.RequestTimeout.String(), "read_attempt_timeout", cfg.ReadAttemptTimeout.String())
 
 	select {

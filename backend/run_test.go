@@ -117,6 +117,7 @@ func TestRunFailsFast(t *testing.T) {
 		{"bad port", []string{"-listen", "127.0.0.1:99999"}, good, "listen on"},
 		{"port taken", []string{"-listen", taken.Addr().String()}, good, "address already in use"},
 		{"bad duration env", []string{"-listen", "127.0.0.1:0"}, merge(good, "REQUEST_TIMEOUT", "soon"), `REQUEST_TIMEOUT="soon": not a duration`},
+		{"bad boolean env", []string{"-listen", "127.0.0.1:0"}, merge(good, "READ_BATCH_FILL_RECENT", "sometimes"), `READ_BATCH_FILL_RECENT="sometimes": not a boolean`},
 		{"bad integer env", []string{"-listen", "127.0.0.1:0"}, merge(good, "READ_POOL_SIZE", "four"), `READ_POOL_SIZE="four": not an integer`},
 		{"zero seed rows", []string{"-listen", "127.0.0.1:0", "-seed-rows", "0"}, good, "SEED_ROWS must be >= 1"},
 		{"zero read batch", []string{"-listen", "127.0.0.1:0"}, merge(good, "READ_BATCH_MAX", "0"), "READ_BATCH_MAX must be in 1..1000"},

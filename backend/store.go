@@ -138,6 +138,9 @@ type StoreOptions struct {
 	// MaxReadBatch reads to queue before its query goes; zero never waits.
 	ReadBatchWait      time.Duration
 	ReadBatchWaitAfter int
+	// ReadBatchFillRecent makes that wait end once as many reads are
+	// queued as in the largest recent batch, rather than MaxReadBatch.
+	ReadBatchFillRecent bool
 	// OnReadRetry is called once per read retry (for metrics).
 	OnReadRetry func()
 	// OnReadBatch is called after every read batch (for metrics).
@@ -280,6 +283,7 @@ func newLaneStore(dbs []db, write db, opts StoreOptions) *PGStore {
 		stallAfter: opts.ReadStallAfter,
 		fillWait:   opts.ReadBatchWait,
 		fillAfter:  opts.ReadBatchWaitAfter,
+		fillToPeak: opts.ReadBatchFillRecent,
 		full:       make(chan struct{}, 1),
 		onBatch:    opts.OnReadBatch,
 		now:        opts.now,
