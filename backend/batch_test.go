@@ -52,6 +52,18 @@ func waitQueued(t *testing.T, b *readBatcher, n int) {
 	waitBatcher(t, b, strconv.Itoa(n)+" reads queued", func(b *readBatcher) bool { return len(b.queue) == n })
 }
 
+// waitFilling waits until the batcher's drain loop waits for n reads to
+// queue, and checks that no query went out before it.
+func waitFilling(t *testing.T, st *stepper, b *readBatcher, n int) {
+	t.Helper()
+	waitBatcher(t, b, "a fill waiting for "+strconv.Itoa(n)+" reads", func(b *readBatcher) bool { return b.fillTo == n })
+	select {
+	case ids := <-st.entered:
+		t.Fatalf("query %v went out instead of waiting for %d reads", ids, n)
+	default:
+	}
+}
+
 // waitUntil polls cond, at most 5 s, until it holds; on time out it fails
 // t with want and cond's last account of the state.
 func waitUntil(t *testing.T, want string, cond func() (ok bool, state string)) {
@@ -639,11 +651,7 @@ func TestUnderLoadAQueryWaitsForAFullBatch(t *testing.T) {
 	out := loadUp(t, st, s, 4)
 	st.next <- struct{}{} // reads 2 and 3 answer: a batch of two means load
 
-	select {
-	case ids := <-st.entered:
-		t.Fatalf("query %v went out with 1 of 4 reads queued and the wait not over", ids)
-	case <-time.After(50 * time.Millisecond):
-	}
+	waitFilling(t, st, s.reads, 4)
 	more := readAll(context.Background(), s, 5, 6, 7)
 	if got := st.query(t); !slices.Equal(got, []int64{4, 5, 6, 7}) {
 		t.Fatalf("third query %v, want the full batch [4 5 6 7] as soon as it filled", got)
@@ -694,11 +702,7 @@ func TestAFillWaitCountsFromTheOldestReadsArrival(t *testing.T) {
 	out = loadUp(t, st, s, 5)
 	clk.advance(time.Minute - 10*time.Second) // ten seconds of the fill left: real ones
 	st.next <- struct{}{}
-	select {
-	case ids := <-st.entered:
-		t.Fatalf("query %v went out with read 5 alone and 10 s of its fill left", ids)
-	case <-time.After(50 * time.Millisecond):
-	}
+	waitFilling(t, st, s.reads, 32) // with read 5 alone and 10 s of its fill left
 	more := readAll(context.Background(), s, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
 		22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36)
 	got := st.query(t)
@@ -719,11 +723,7 @@ func TestAFillWaitsForAsManyReadsAsTheLargestRecentBatch(t *testing.T) {
 	s.reads.fillToPeak = true
 	out := loadUp(t, st, s, 4)
 	st.next <- struct{}{}
-	select {
-	case ids := <-st.entered:
-		t.Fatalf("query %v went out with 1 read queued of the 2 of the largest recent batch", ids)
-	case <-time.After(50 * time.Millisecond):
-	}
+	waitFilling(t, st, s.reads, 2) // the largest recent batch, with 1 read queued
 	more := readAll(context.Background(), s, 5)
 	if got := st.query(t); !slices.Equal(got, []int64{4, 5}) {
 		t.Fatalf("third query %v, want [4 5] as soon as two were queued", got)
