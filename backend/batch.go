@@ -165,7 +165,7 @@ func (b *readBatcher) notePeak(n int) {
 // the largest recent batch) or the oldest queued read has waited
 // fillWait. The wait counts from that read's arrival, not from the end of
 // the query before: reads that queued behind a slow query have already
-// waited, and go at once once they have waited fillWait, so no read waits
+// waited, and go as soon as they have waited fillWait, so no read waits
 // for a query and then for a whole fill on top. The largest recent batch
 // is how many reads the clients have put in the queue together lately: a
 // few clients (16 waiting on one backend, say) cannot fill 32, so with

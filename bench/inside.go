@@ -33,7 +33,7 @@ type Inside struct {
 	RequestP99 time.Duration `json:"request_p99_ns"`
 	Batches    uint64        `json:"batches"` // read queries sent
 	MeanBatch  float64       `json:"mean_batch"`
-	WaitP99    time.Duration `json:"batch_wait_p99_ns"`   // the oldest read of a batch, queued behind the query in flight
+	WaitP99    time.Duration `json:"batch_wait_p99_ns"`   // the oldest read of a batch: behind the query in flight, then waiting for company
 	QueryP99   time.Duration `json:"query_p99_ns"`        // the query's round trip through HAProxy to a follower
 	Under10ms  float64       `json:"requests_under_10ms"` // share of GET /data answered within 10 ms
 }
