@@ -14,7 +14,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float6
 
 // WriteTable prints the report as an aligned table.
 func (r *Report) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "machine: %s, %d cores; %s per level after %s warm-up; %s\n", r.Host, r.Cores, r.Duration, r.Warmup, r.Started.Format(time.RFC3339))
+	fmt.Fprintf(w, "machine: %s, %d cores, scheduler autogroup %s; %s per level after %s warm-up; %s\n", r.Host, r.Cores, r.Autogroup, r.Duration, r.Warmup, r.Started.Format(time.RFC3339))
 	if i := r.Idle; i != nil {
 		fmt.Fprintf(w, "idle (%.0fs, no load): the machine used %.2f of %d cores; platform (Nomad, Consul, checks) %.3f, postgres %.3f, backend %.3f, haproxy %.3f, nginx %.3f\n",
 			i.Seconds, i.MachineCores, r.Cores, i.GroupCores["platform"], i.GroupCores["postgres"], i.GroupCores["backend"], i.GroupCores["haproxy"], i.GroupCores["nginx"])

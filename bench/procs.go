@@ -192,6 +192,21 @@ func procUnderNomad(dir string) bool {
 	return underNomad(env, cg)
 }
 
+// SchedAutogroup says whether the kernel groups each session's processes for
+// the CPU scheduler (kernel.sched_autogroup_enabled): "on", "off", or
+// "unknown" when the kernel has no such setting. It changes the latency tail,
+// so a run records it.
+func SchedAutogroup() string {
+	b, err := os.ReadFile("/proc/sys/kernel/sched_autogroup_enabled")
+	if err != nil {
+		return "unknown"
+	}
+	if strings.TrimSpace(string(b)) == "0" {
+		return "off"
+	}
+	return "on"
+}
+
 // MachineCPU reads the busy CPU time of the whole machine (all cores, in
 // seconds) from /proc/stat: everything but idle and iowait.
 func MachineCPU() (busy float64, err error) {

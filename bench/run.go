@@ -53,14 +53,15 @@ type Row struct {
 
 // Report is a whole run.
 type Report struct {
-	Started  time.Time `json:"started"`
-	Host     string    `json:"host"`
-	Cores    int       `json:"cores"`
-	Duration string    `json:"duration_per_level"`
-	Warmup   string    `json:"warmup_per_level"`
-	DBLimit  float64   `json:"db_limit_rps"`
-	Idle     *Idle     `json:"idle,omitempty"`
-	Rows     []Row     `json:"rows"`
+	Started   time.Time `json:"started"`
+	Host      string    `json:"host"`
+	Cores     int       `json:"cores"`
+	Autogroup string    `json:"sched_autogroup"` // kernel.sched_autogroup_enabled at the start
+	Duration  string    `json:"duration_per_level"`
+	Warmup    string    `json:"warmup_per_level"`
+	DBLimit   float64   `json:"db_limit_rps"`
+	Idle      *Idle     `json:"idle,omitempty"`
+	Rows      []Row     `json:"rows"`
 }
 
 // Idle is the CPU the machine and each group used with no load, in cores
@@ -174,7 +175,7 @@ func PathNames() []string {
 // Run measures every path at every level. progress gets one line per row.
 func Run(ctx context.Context, cfg Config, t Targets, progress func(Row)) (*Report, error) {
 	host, _ := os.Hostname()
-	rep := &Report{Started: time.Now().UTC(), Host: host, Cores: runtime.NumCPU(), Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String()}
+	rep := &Report{Started: time.Now().UTC(), Host: host, Cores: runtime.NumCPU(), Autogroup: SchedAutogroup(), Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String()}
 	script := filepath.Join(cfg.WorkDir, "lookup.sql")
 	if err := os.WriteFile(script, fmt.Appendf(nil, lookupScript, cfg.SeedRows), 0o644); err != nil {
 		return nil, err

@@ -35,6 +35,9 @@ func testBenchmarkSmoke(t *testing.T) {
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		t.Fatalf("result is not valid JSON: %v", err)
 	}
+	if want := bench.SchedAutogroup(); rep.Autogroup != want {
+		t.Errorf("result records scheduler autogroup %q, the machine has %q", rep.Autogroup, want)
+	}
 	paths := map[string]bool{}
 	for _, r := range rep.Rows {
 		paths[r.Path] = true

@@ -45,7 +45,36 @@ build_tool() {
 	"$BIN/$name" version >/dev/null 2>&1 || "$BIN/$name" -version >/dev/null 2>&1 || die "$name built but does not run"
 }
 
+# tune_host: one kernel setting, for every process the stack starts after it.
+# With autogroup on (Debian's default, made for desktops), every session is a
+# scheduling group that gets an equal share of the CPU, and Nomad starts every
+# task in its own session: a Postgres follower with four busy connections got
+# the share of one Nginx worker, and each wakeup crossed a group's turn too.
+# Off, every process competes on its own, the usual advice for a Postgres host
+# (full stack at 64 connections, nine runs each: p99 10.0-13.0 -> 6.2-9.5 ms;
+# README, Performance).
+# HASTACK_HOST_TUNING=0 leaves the host alone.
+tune_host() {
+	local key=kernel.sched_autogroup_enabled conf=/etc/sysctl.d/60-hastack.conf
+	if [[ "${HASTACK_HOST_TUNING:-1}" == 0 ]]; then
+		log "host tuning: skipped (HASTACK_HOST_TUNING=0)"
+		return
+	fi
+	[[ -e /proc/sys/kernel/sched_autogroup_enabled ]] || { log "host tuning: this kernel has no $key"; return; }
+	if [[ $EUID -ne 0 ]]; then
+		log "host tuning: not root, $key left at $(sysctl -n "$key")"
+		return
+	fi
+	printf '# hastack: every process its own share of the CPU (scripts/install.sh)\n%s = 0\n' "$key" >"$conf"
+	if sysctl -q -w "$key=0" >/dev/null 2>&1; then
+		log "host tuning: $key = 0 (in $conf)"
+	else
+		log "host tuning: could not set $key (read-only /proc/sys?), left at $(sysctl -n "$key")"
+	fi
+}
+
 install_packages
+tune_host
 command -v go >/dev/null || die "Go is required (expected at /usr/local/go)"
 mkdir -p "$BIN"
 build_tool consul-template v0.41.1

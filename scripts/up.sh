@@ -17,6 +17,9 @@ done
 
 $skip_install || "$ROOT/scripts/install.sh"
 [[ $EUID -eq 0 ]] || die "the Nomad client runs tasks as other users (postgres): run as root"
+if [[ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo 0)" != 0 ]]; then
+	log "warning: kernel.sched_autogroup_enabled is on: every task gets its own CPU share and the latency tail is longer (scripts/install.sh turns it off; README, Performance)"
+fi
 
 # start_agent NAME ARGS...: starts a long-running agent in its own session,
 # logging under the run directory, unless it is already running.
