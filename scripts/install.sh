@@ -54,22 +54,26 @@ build_tool() {
 # (full stack at 64 connections, nine runs each: p99 10.0-13.0 -> 6.2-9.5 ms;
 # README, Performance).
 # HASTACK_HOST_TUNING=0 leaves the host alone.
+# A process keeps the group it started in: tasks already running when it is
+# turned off keep theirs until they restart.
 tune_host() {
-	local key=kernel.sched_autogroup_enabled conf=/etc/sysctl.d/60-hastack.conf
+	local key=$AUTOGROUP_SYSCTL conf=/etc/sysctl.d/60-hastack.conf have
 	if [[ "${HASTACK_HOST_TUNING:-1}" == 0 ]]; then
 		log "host tuning: skipped (HASTACK_HOST_TUNING=0)"
 		return
 	fi
-	[[ -e /proc/sys/kernel/sched_autogroup_enabled ]] || { log "host tuning: this kernel has no $key"; return; }
+	have="$(sysctl -n "$key" 2>/dev/null)" || { log "host tuning: this kernel has no $key"; return; }
 	if [[ $EUID -ne 0 ]]; then
-		log "host tuning: not root, $key left at $(sysctl -n "$key")"
+		log "host tuning: not root, $key left at $have"
 		return
 	fi
 	printf '# hastack: every process its own share of the CPU (scripts/install.sh)\n%s = 0\n' "$key" >"$conf"
-	if sysctl -q -w "$key=0" >/dev/null 2>&1; then
-		log "host tuning: $key = 0 (in $conf)"
+	if [[ "$have" == 0 ]]; then
+		log "host tuning: $key = 0 already (kept in $conf)"
+	elif sysctl -q -w "$key=0" >/dev/null 2>&1; then
+		log "host tuning: $key = 0 (in $conf); a stack already running keeps its groups until scripts/down.sh and scripts/up.sh"
 	else
-		log "host tuning: could not set $key (read-only /proc/sys?), left at $(sysctl -n "$key")"
+		log "host tuning: could not set $key (read-only /proc/sys?), left at $have"
 	fi
 }
 

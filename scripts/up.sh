@@ -17,8 +17,8 @@ done
 
 $skip_install || "$ROOT/scripts/install.sh"
 [[ $EUID -eq 0 ]] || die "the Nomad client runs tasks as other users (postgres): run as root"
-if [[ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo 0)" != 0 ]]; then
-	log "warning: kernel.sched_autogroup_enabled is on: every task gets its own CPU share and the latency tail is longer (scripts/install.sh turns it off; README, Performance)"
+if [[ "$(sysctl -n "$AUTOGROUP_SYSCTL" 2>/dev/null || echo 0)" != 0 ]]; then
+	log "warning: $AUTOGROUP_SYSCTL is on: every task gets its own CPU share and the latency tail is longer (scripts/install.sh turns it off; README, Performance)"
 fi
 
 # start_agent NAME ARGS...: starts a long-running agent in its own session,
