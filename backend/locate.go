@@ -81,14 +81,18 @@ const fallbackAfter = 300 * time.Millisecond
 // connection or does not answer within fallbackAfter is gone around: the
 // connection goes straight to a passing instance of the fallback. For reads
 // that is a follower itself when HAProxy is down (killed, restarting), so
-// reads go on while it comes back; the connection returns through HAProxy
-// when the pool recycles it.
+// reads go on while it comes back; such a connection is an *aroundConn,
+// which the pool recycles after aroundLifetime (see keepConn), so the reads
+// return through HAProxy soon after it is back.
 type serviceDialer struct {
 	service  string
 	fallback string // Consul service to dial straight when service fails; "" for none
 	loc      locator
 	log      *slog.Logger
 	dialer   net.Dialer
+	// aroundLifetime is how long a connection to the fallback is used,
+	// plus up to half again (jitter, so they do not all go at once).
+	aroundLifetime time.Duration
 
 	mu   sync.Mutex
 	last string
@@ -126,7 +130,27 @@ func (d *serviceDialer) dialFallback(ctx context.Context, network string, cause 
 		return nil, errors.Join(cause, fmt.Errorf("fall back to %s at %s: %w", d.fallback, target, err))
 	}
 	d.log.Warn("database service unreachable: connected straight to the fallback", "service", d.service, "fallback", d.fallback, "addr", target, "cause", cause.Error())
-	return c, nil
+	life := d.aroundLifetime
+	if life > 0 {
+		life += rand.N(life/2 + 1)
+	}
+	return &aroundConn{Conn: c, expires: time.Now().Add(life)}, nil
+}
+
+// aroundConn is a connection that went around the dialer's service
+// straight to its fallback, to be used until expires.
+type aroundConn struct {
+	net.Conn
+	expires time.Time
+}
+
+// expired reports whether c went around its service and has had its time:
+// the pool then closes it instead of using it again (keepConn), and the
+// next connection tries the service first. A connection through the
+// service itself lives the pool's whole lifetime.
+func expired(c net.Conn, now time.Time) bool {
+	a, ok := c.(*aroundConn)
+	return ok && !now.Before(a.expires)
 }
 
 // pickPassing asks Consul, within lookupTimeout, for the passing instances

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fakeLocator answers with addrs or err, whatever the test sets last; a
@@ -119,5 +120,41 @@ func TestServiceDialerGoesAroundADeadServiceToTheFallback(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v, want it to say %q", err, want)
 		}
+	}
+}
+
+func TestOnlyAConnectionAroundTheServiceExpires(t *testing.T) {
+	alive, follower := listener(t), listener(t)
+	loc := &fakeLocator{services: map[string][]string{"haproxy": {alive}, "postgres-follower": {follower}}}
+	const life = time.Minute
+	d := &serviceDialer{service: "haproxy", fallback: "postgres-follower", loc: loc, log: slog.New(slog.DiscardHandler), aroundLifetime: life}
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := d.Dial(context.Background(), "tcp", "127.0.0.1:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	start := time.Now()
+	through := dial()
+	loc.services["haproxy"] = []string{closedAddr(t)}
+	around := dial()
+	if got := around.RemoteAddr().String(); got != follower {
+		t.Fatalf("dialed %s, want the follower at %s", got, follower)
+	}
+	for _, at := range []time.Duration{0, life - time.Second, 10 * life} {
+		if expired(through, start.Add(at)) {
+			t.Errorf("through haproxy: expired after %v, want it to live the pool's lifetime", at)
+		}
+	}
+	if expired(around, start.Add(life-time.Second)) {
+		t.Errorf("around haproxy: expired before its lifetime %v", life)
+	}
+	// The lifetime plus up to half again of jitter.
+	if !expired(around, time.Now().Add(life*3/2)) {
+		t.Errorf("around haproxy: not expired after %v", life*3/2)
 	}
 }

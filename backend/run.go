@@ -17,13 +17,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// Connection lifetimes: read connections are recycled within 10-15 s, so
-// reads spread over the followers again after one rejoins even without
-// FollowerService (which does it at once); the primary is a single server,
-// so write connections only need recycling now and then.
+// Connection lifetimes. A new connection costs a round of SCRAM
+// authentication on both ends and a new Postgres process, and the read that
+// finds its lane's connection expired waits for all of it: read connections
+// renewed every 10-15 s made the full stack's p99 at 64 connections 1-2 ms
+// longer (scripts/bench.sh; README, Performance). Reads spread over the
+// followers again after one rejoins without waiting for a lifetime (the
+// rebalancer, FollowerService), so read connections through HAProxy live
+// minutes like the write connections; only a read connection that went
+// around a dead HAProxy straight to a follower is recycled within 10-15 s
+// (aroundConnLifetime), so reads soon go through HAProxy again.
 const (
-	readConnLifetime  = 10 * time.Second
-	writeConnLifetime = 5 * time.Minute
+	readConnLifetime   = 5 * time.Minute
+	aroundConnLifetime = 10 * time.Second
+	writeConnLifetime  = 5 * time.Minute
 	// A read query this late lets the reads queued behind it go around it.
 	readStallAfter = 100 * time.Millisecond
 )
@@ -65,7 +72,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		if cfg.ReadService != "" {
 			// With HAProxy down, reads connect to a follower directly.
-			readOpts.dial = (&serviceDialer{service: cfg.ReadService, fallback: cfg.FollowerService, loc: loc, log: log}).Dial
+			readOpts.dial = (&serviceDialer{service: cfg.ReadService, fallback: cfg.FollowerService, loc: loc, log: log, aroundLifetime: aroundConnLifetime}).Dial
 		}
 		if cfg.WriteService != "" {
 			writeOpts.dial = (&serviceDialer{service: cfg.WriteService, loc: loc, log: log}).Dial

@@ -451,6 +451,14 @@ type poolOptions struct {
 	dial pgconn.DialFunc
 }
 
+// keepConn is the pools' AfterRelease: false for a connection that went
+// around HAProxy and has had its time (see aroundConn), which the pool then
+// closes. Checked when a read hands its connection back, so an idle one
+// waits for its next use.
+func keepConn(c *pgx.Conn) bool {
+	return !expired(c.PgConn().Conn(), time.Now())
+}
+
 // newPool builds a lazy pool: it does not connect until first use, so the
 // service starts (and answers 503) while the database is down.
 func newPool(ctx context.Context, dsn string, opts poolOptions) (*pgxpool.Pool, error) {
@@ -466,6 +474,7 @@ func newPool(ctx context.Context, dsn string, opts poolOptions) (*pgxpool.Pool, 
 	cfg.HealthCheckPeriod = 2 * time.Second
 	cfg.MaxConnLifetime = opts.lifetime
 	cfg.MaxConnLifetimeJitter = opts.lifetime / 2
+	cfg.AfterRelease = keepConn
 	if opts.dial != nil {
 		cfg.ConnConfig.DialFunc = opts.dial
 	}
