@@ -3,12 +3,15 @@ package backend
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // fakeLocator answers with addrs or err, whatever the test sets last; a
@@ -156,5 +159,61 @@ func TestOnlyAConnectionAroundTheServiceExpires(t *testing.T) {
 	// The lifetime plus up to half again of jitter.
 	if !expired(around, time.Now().Add(life*3/2)) {
 		t.Errorf("around haproxy: not expired after %v", life*3/2)
+	}
+}
+
+// acceptSession answers a Postgres client's startup without a password,
+// then reads until the client goes: enough for a pool to hold a connection.
+func acceptSession(c net.Conn) {
+	defer c.Close()
+	be := pgproto3.NewBackend(c, c)
+	if _, err := be.ReceiveStartupMessage(); err != nil {
+		return
+	}
+	be.Send(&pgproto3.AuthenticationOk{})
+	be.Send(&pgproto3.BackendKeyData{ProcessID: 1, SecretKey: []byte{0, 0, 0, 1}})
+	be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	if err := be.Flush(); err != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, c)
+}
+
+// A read pool keeps a connection through the service for its lifetime,
+// and closes one that went around the service once its time is up, so the
+// next one tries the service again (keepConn, the pools' AfterRelease).
+func TestPoolRecyclesOnlyAConnectionAroundTheServiceWhenDue(t *testing.T) {
+	service, follower := fakeServer(t, acceptSession), fakeServer(t, acceptSession)
+	for _, tt := range []struct {
+		name     string
+		service  string        // where the service is listed
+		around   time.Duration // aroundLifetime
+		newConns int64         // connections opened for two acquires
+	}{
+		{"through the service", service, time.Nanosecond, 1},
+		{"around the service, in its time", closedAddr(t), time.Hour, 1},
+		{"around the service, its time up", closedAddr(t), time.Nanosecond, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			loc := &fakeLocator{services: map[string][]string{"haproxy": {tt.service}, "postgres-follower": {follower}}}
+			d := &serviceDialer{service: "haproxy", fallback: "postgres-follower", loc: loc, log: slog.New(slog.DiscardHandler), aroundLifetime: tt.around}
+			pool, err := newPool(context.Background(), dsnFor(tt.service), poolOptions{maxConns: 1, lifetime: time.Hour, dial: d.Dial})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			for range 2 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				c, err := pool.Acquire(ctx)
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Release()
+			}
+			if got := pool.Stat().NewConnsCount(); got != tt.newConns {
+				t.Errorf("opened %d connections for two acquires, want %d", got, tt.newConns)
+			}
+		})
 	}
 }
