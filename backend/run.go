@@ -23,14 +23,13 @@ import (
 // renewed every 10-15 s made the full stack's p99 at 64 connections 1-2 ms
 // longer (scripts/bench.sh; README, Performance). Reads spread over the
 // followers again after one rejoins without waiting for a lifetime (the
-// rebalancer, FollowerService), so read connections through HAProxy live
-// minutes like the write connections; only a read connection that went
-// around a dead HAProxy straight to a follower is recycled within 10-15 s
+// rebalancer, FollowerService), and the primary is a single server, so
+// every connection lives minutes; only a read connection that went around a
+// dead HAProxy straight to a follower is recycled within 10-15 s
 // (aroundConnLifetime), so reads soon go through HAProxy again.
 const (
-	readConnLifetime   = 5 * time.Minute
+	connLifetime       = 5 * time.Minute
 	aroundConnLifetime = 10 * time.Second
-	writeConnLifetime  = 5 * time.Minute
 	// A read query this late lets the reads queued behind it go around it.
 	readStallAfter = 100 * time.Millisecond
 )
@@ -62,8 +61,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	// Each read lane is a pool of one connection (see PGStore).
-	readOpts := poolOptions{maxConns: 1, lifetime: readConnLifetime}
-	writeOpts := poolOptions{maxConns: int32(cfg.WritePoolSize), lifetime: writeConnLifetime}
+	readOpts := poolOptions{maxConns: 1, lifetime: connLifetime}
+	writeOpts := poolOptions{maxConns: int32(cfg.WritePoolSize), lifetime: connLifetime}
 	var loc *consulLocator
 	if cfg.ReadService != "" || cfg.WriteService != "" || cfg.FollowerService != "" {
 		loc, err = newConsulLocator()
