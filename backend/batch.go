@@ -171,8 +171,8 @@ func (b *readBatcher) notePeak(n int) {
 // few clients (16 waiting on one backend, say) cannot fill 32, so with
 // fillToPeak their reads go once they are all back, instead of waiting
 // out fillWait for reads that are not coming; under the full stack's
-// load, though, fills then end early and the tail grows (README,
-// Performance), so it is a choice, off by default. With none queued it
+// load, though, fills then end early and the tail grows (docs/performance.md,
+// "Reads are batched"), so it is a choice, off by default. With none queued it
 // does not wait: the drain loop ends and gives up its slot, so the next
 // read finds the backend idle and goes at once.
 func (b *readBatcher) fill() {

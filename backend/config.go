@@ -149,7 +149,7 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	readBatch := fs.Int64("read-batch-max", env.int64("READ_BATCH_MAX", 32), "max reads sent in one query when reads queue for a connection; 1 sends each alone (env READ_BATCH_MAX)")
 	// Under load, a query waits a little for more reads to join it: fewer,
 	// larger queries cost every hop less CPU per read (see readBatcher;
-	// figures in the README's Performance section).
+	// figures in docs/performance.md, "Reads are batched").
 	fs.DurationVar(&cfg.ReadBatchWait, "read-batch-wait", env.duration("READ_BATCH_WAIT", time.Millisecond), "under load, how long a queued read may wait for -read-batch-max reads to join it before its query goes (counted from its arrival, so a wait behind a query counts); 0 never waits (env READ_BATCH_WAIT)")
 	fs.BoolVar(&cfg.ReadBatchFillRecent, "read-batch-fill-recent", env.boolean("READ_BATCH_FILL_RECENT", false), "a -read-batch-wait ends once as many reads are queued as in the largest recent batch, not -read-batch-max: far more throughput with few clients per backend, a longer tail under the full stack's load (env READ_BATCH_FILL_RECENT)")
 	readWaitAfter := fs.Int64("read-batch-wait-after", env.int64("READ_BATCH_WAIT_AFTER", 4), "a batch of at least this many reads means load: the next query may wait -read-batch-wait (env READ_BATCH_WAIT_AFTER)")

@@ -21,7 +21,7 @@ import (
 // authentication on both ends and a new Postgres process, and the read that
 // finds its lane's connection expired waits for all of it: read connections
 // renewed every 10-15 s made the full stack's p99 at 64 connections 1-2 ms
-// longer (scripts/bench.sh; README, Performance). Reads spread over the
+// longer (scripts/bench.sh; docs/performance.md). Reads spread over the
 // followers again after one rejoins without waiting for a lifetime (the
 // rebalancer, FollowerService), and the primary is a single server, so
 // every connection lives minutes; only a read connection that went around a

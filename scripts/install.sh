@@ -52,7 +52,7 @@ build_tool() {
 # the share of one Nginx worker, and each wakeup crossed a group's turn too.
 # Off, every process competes on its own, the usual advice for a Postgres host
 # (full stack at 64 connections, nine runs each: p99 10.0-13.0 -> 6.2-9.5 ms;
-# README, Performance).
+# docs/performance.md, "Every process its own share of the CPU").
 # HASTACK_HOST_TUNING=0 leaves the host alone.
 # A process keeps the group it started in: tasks already running when it is
 # turned off keep theirs until they restart.
