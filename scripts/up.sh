@@ -18,7 +18,7 @@ done
 $skip_install || "$ROOT/scripts/install.sh"
 [[ $EUID -eq 0 ]] || die "the Nomad client runs tasks as other users (postgres): run as root"
 if [[ "$(sysctl -n "$AUTOGROUP_SYSCTL" 2>/dev/null || echo 0)" != 0 ]]; then
-	log "warning: $AUTOGROUP_SYSCTL is on: every task gets its own CPU share and the latency tail is longer (scripts/install.sh turns it off; README, Performance)"
+	log "warning: $AUTOGROUP_SYSCTL is on: every task gets its own CPU share and the latency tail is longer (scripts/install.sh turns it off; README, Up)"
 fi
 
 # start_agent NAME ARGS...: starts a long-running agent in its own session,
