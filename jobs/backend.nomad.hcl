@@ -6,6 +6,11 @@ variable "datacenters" {
   default     = ["dc1"]
 }
 
+variable "restart_delay" {
+  type        = string
+  description = "How long Nomad waits before it starts a crashed task again, plus up to a quarter of jitter (set in jobs/hastack.vars.hcl; at most 2s: 30 attempts a minute)."
+}
+
 variable "bin_dir" {
   type        = string
   description = "Directory holding the hastack binaries on every client (scripts/install.sh builds them into bin/)."
@@ -88,15 +93,10 @@ job "backend" {
       port "http" {}
     }
 
-    # A crashed task is started again 200-250 ms later (Nomad adds up to a
-    # quarter of jitter), as in every job here; until then the other
-    # backend serves alone. A task that keeps crashing is tried 30 times,
-    # then again once the minute is over. Nomad applies a new restart policy
-    # to new allocations only.
     restart {
       attempts = 30
       interval = "1m"
-      delay    = "200ms"
+      delay    = var.restart_delay
       mode     = "delay"
     }
 

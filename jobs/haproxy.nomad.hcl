@@ -6,6 +6,11 @@ variable "datacenters" {
   default     = ["dc1"]
 }
 
+variable "restart_delay" {
+  type        = string
+  description = "How long Nomad waits before it starts a crashed task again, plus up to a quarter of jitter (set in jobs/hastack.vars.hcl; at most 2s: 30 attempts a minute)."
+}
+
 variable "haproxy_port" {
   type        = number
   description = "Fixed port clients use for follower reads (the public entry point of the read path)."
@@ -32,15 +37,10 @@ job "haproxy" {
       port "stats" {}
     }
 
-    # A crashed task is started again 200-250 ms later (Nomad adds up to a
-    # quarter of jitter), as in every job here; until then new read connections go around HAProxy.
-    # A task that keeps crashing is tried 30 times, then again once the
-    # minute is over. Nomad applies a new restart policy to new allocations
-    # only.
     restart {
       attempts = 30
       interval = "1m"
-      delay    = "200ms"
+      delay    = var.restart_delay
       mode     = "delay"
     }
 

@@ -6,6 +6,11 @@ variable "datacenters" {
   default     = ["dc1"]
 }
 
+variable "restart_delay" {
+  type        = string
+  description = "How long Nomad waits before it starts a crashed task again, plus up to a quarter of jitter (set in jobs/hastack.vars.hcl; at most 2s: 30 attempts a minute)."
+}
+
 variable "http_port" {
   type        = number
   description = "Fixed port clients send HTTP to (the public entry point)."
@@ -37,16 +42,10 @@ job "nginx" {
       }
     }
 
-    # A crashed task is started again 200-250 ms later (Nomad adds up to a
-    # quarter of jitter): for nginx, the single entry point, 1 s cost clients
-    # 117-140 refused connections per crash at 100 req/s, 200 ms 35-36
-    # (scripts/drill.sh -scenario nginx-kill). A task that keeps crashing is
-    # tried 30 times, then again once the minute is over. Nomad applies a new
-    # restart policy to new allocations only.
     restart {
       attempts = 30
       interval = "1m"
-      delay    = "200ms"
+      delay    = var.restart_delay
       mode     = "delay"
     }
 

@@ -6,6 +6,11 @@ variable "datacenters" {
   default     = ["dc1"]
 }
 
+variable "restart_delay" {
+  type        = string
+  description = "How long Nomad waits before it starts a crashed task again, plus up to a quarter of jitter (set in jobs/hastack.vars.hcl; at most 2s: 30 attempts a minute)."
+}
+
 variable "bin_dir" {
   type        = string
   description = "Directory holding the hastack binaries on every client (scripts/install.sh builds them into bin/): the health check runs bin_dir/pgcheck."
@@ -30,14 +35,12 @@ variable "seed_rows" {
 }
 
 locals {
-  # A crashed Postgres is started again 200-250 ms later, in place, on its
-  # own data (crash recovery replays its WAL); one that keeps crashing is
-  # tried 30 times, then again once the minute is over. As in the other jobs:
-  # Nomad applies a new restart policy to new allocations only.
+  # A crashed Postgres starts again in place, on its own data (crash
+  # recovery replays its WAL).
   restart = {
     attempts = 30
     interval = "1m"
-    delay    = "200ms"
+    delay    = var.restart_delay
   }
   secrets_env = <<-EOT
     {{ with nomadVar "nomad/jobs" -}}
