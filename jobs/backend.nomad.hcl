@@ -141,16 +141,21 @@ job "backend" {
       # The credentials, and where the databases were at start (new
       # connections then ask Consul, see READ_SERVICE). "noop": a primary or
       # HAProxy that is briefly unhealthy must not restart the backends.
+      # With none passing (a backend that starts again while HAProxy or the
+      # primary is down), the host is the service's Consul DNS name: only a
+      # placeholder, since new connections ask Consul where it is, so the
+      # backend starts and serves what it can (reads go straight to the
+      # followers; writes answer 503 until the primary is back).
       template {
         data        = <<-EOT
           {{ with nomadVar "nomad/jobs" -}}
           {{ $pw := .app_password -}}
-          {{ range service "haproxy" -}}
-          READ_DATABASE_URL=postgres://app:{{ $pw }}@{{ .Address }}:{{ .Port }}/hastack?sslmode=disable
-          {{ end -}}
-          {{ range service "postgres-primary" -}}
-          WRITE_DATABASE_URL=postgres://app:{{ $pw }}@{{ .Address }}:{{ .Port }}/hastack?sslmode=disable
-          {{ end -}}
+          {{ $read := "haproxy.service.consul" -}}
+          {{ range service "haproxy" }}{{ $read = printf "%s:%d" .Address .Port }}{{ end -}}
+          {{ $write := "postgres-primary.service.consul" -}}
+          {{ range service "postgres-primary" }}{{ $write = printf "%s:%d" .Address .Port }}{{ end -}}
+          READ_DATABASE_URL=postgres://app:{{ $pw }}@{{ $read }}/hastack?sslmode=disable
+          WRITE_DATABASE_URL=postgres://app:{{ $pw }}@{{ $write }}/hastack?sslmode=disable
           {{ end -}}
         EOT
         destination = "secrets/db.env"

@@ -59,6 +59,11 @@ job "haproxy" {
         args    = ["-W", "-db", "-f", "${NOMAD_TASK_DIR}/haproxy.cfg", "-p", "${NOMAD_TASK_DIR}/haproxy.pid"]
       }
 
+      env {
+        # reload.sh validates with the binary the task runs.
+        HAPROXY_BIN = var.haproxy_bin
+      }
+
       template {
         data        = file("jobs/files/haproxy-reload.sh")
         destination = "local/reload.sh"

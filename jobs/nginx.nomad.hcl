@@ -65,9 +65,11 @@ job "nginx" {
         args    = ["-e", "stderr", "-p", "${NOMAD_TASK_DIR}", "-c", "${NOMAD_TASK_DIR}/nginx.conf", "-g", "daemon off;"]
       }
 
-      # Read by templates/nginx.ctmpl.
       env {
+        # Read by templates/nginx.ctmpl.
         NGINX_WORKER_PROCESSES = var.worker_processes
+        # reload.sh validates with the binary the task runs.
+        NGINX_BIN = var.nginx_bin
       }
 
       template {

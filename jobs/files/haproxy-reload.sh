@@ -3,5 +3,5 @@
 # master-worker seamlessly (SIGUSR2). An invalid config is never loaded.
 set -euo pipefail
 cfg="$NOMAD_TASK_DIR/haproxy.cfg"
-haproxy -c -q -f "$cfg"
+"${HAPROXY_BIN:?set by the job}" -c -q -f "$cfg"
 kill -USR2 "$(cat "$NOMAD_TASK_DIR/haproxy.pid")"

@@ -3,5 +3,5 @@
 # (SIGHUP: new workers take over, old ones finish their requests).
 set -euo pipefail
 conf="$NOMAD_TASK_DIR/nginx.conf"
-nginx -t -q -e stderr -p "$NOMAD_TASK_DIR" -c "$conf"
+"${NGINX_BIN:?set by the job}" -t -q -e stderr -p "$NOMAD_TASK_DIR" -c "$conf"
 kill -HUP "$(cat "$NOMAD_TASK_DIR/nginx.pid")"

@@ -115,7 +115,9 @@ SQL
 
 
 init_follower() {
-	: "${PRIMARY_ADDR:?no passing postgres-primary in Consul yet}"
+	# shellcheck disable=SC1091 # rendered by Nomad from the Consul catalog
+	source "$NOMAD_TASK_DIR/primary.env"
+	: "${PRIMARY_ADDR:?no passing postgres-primary in Consul yet: Nomad starts this task again}"
 	local tmp="$pgdata.init"
 	rm -rf "$tmp"
 	install -d -o postgres -g postgres -m 0700 "$tmp"
@@ -132,13 +134,13 @@ primary)
 	rm -f "$pgdata/standby.signal"
 	;;
 follower)
-	# shellcheck disable=SC1091 # rendered by Nomad from the Consul catalog
-	source "$NOMAD_TASK_DIR/primary.env"
-	: "${PRIMARY_ADDR:?no passing postgres-primary in Consul yet}"
+	# A follower with data starts on it even while no primary passes (a crash
+	# during a primary outage): it serves reads and streams again once the
+	# primary is back. Only the first start needs the primary.
 	[[ -s "$pgdata/PG_VERSION" ]] || init_follower
 	write_conf "$pgdata"
-	# Where the primary is now, as Consul says; "start.sh follow" updates it
-	# while the follower runs.
+	# Where the primary is now, as Consul says (the last known address when
+	# none passes); "start.sh follow" updates it while the follower runs.
 	follow_primary || true
 	echo "include 'primary.conf'" >>"$pgdata/hastack.conf"
 	install -o postgres -g postgres -m 0600 /dev/null "$pgdata/standby.signal"
