@@ -17,15 +17,18 @@ done
 
 running() { [[ -f "$RUN_DIR/$1/pid" ]] && kill -0 "$(cat "$RUN_DIR/$1/pid")" 2>/dev/null; }
 
+# Entry point first, database last: each job's allocations are gone before
+# the next job is stopped. A job that does not stop in time is reported and
+# left to the sweep below: the agents are stopped whatever happens.
 if running nomad; then
 	for ((i = ${#JOBS[@]} - 1; i >= 0; i--)); do
 		job=${JOBS[i]}
 		if nomad job status "$job" >/dev/null 2>&1; then
 			log "job $job: stopping"
-			nomad job stop -purge -detach "$job" >/dev/null
+			nomad job stop -purge -detach "$job" >/dev/null || log "warning: job $job: stop failed"
+			hastack wait-stopped -timeout 60s "$job" || log "warning: job $job: still running, stopping it with the agent"
 		fi
 	done
-	hastack wait-stopped -timeout 120s "${JOBS[@]}"
 fi
 
 # stop_agent NAME: SIGINT (graceful leave) and wait for the process to exit.
@@ -34,7 +37,7 @@ stop_agent() {
 	running "$name" || { rm -f "$RUN_DIR/$name/pid"; return 0; }
 	pid="$(cat "$RUN_DIR/$name/pid")"
 	log "$name: stopping (pid $pid)"
-	kill -INT "$pid"
+	kill -INT "$pid" 2>/dev/null || true
 	if ! timeout 60 tail --pid="$pid" -f /dev/null; then
 		log "$name: still running after 60s, killing"
 		kill -KILL "$pid" 2>/dev/null || true
@@ -44,11 +47,24 @@ stop_agent() {
 stop_agent nomad
 stop_agent consul
 
+# descendants PID...: the PIDs and all their children, recursively.
+descendants() {
+	local p
+	for p in "$@"; do
+		echo "$p"
+		# shellcheck disable=SC2046 # one PID per word
+		descendants $(pgrep -P "$p" || true)
+	done
+}
+
 # A task orphaned by an agent that crashed still runs from its allocation
-# directory: it is ours, stop it rather than leave it behind.
+# directory: it is ours, stop it rather than leave it behind, with the
+# children its command line does not name (Nginx and HAProxy workers,
+# Postgres backends), collected before the parents die.
 if [[ -d "$RUN_DIR" ]]; then
-	mapfile -t left < <(pgrep -f -- "$RUN_DIR/nomad/data/alloc/" || true)
-	if [[ ${#left[@]} -gt 0 ]]; then
+	mapfile -t roots < <(pgrep -f -- "$RUN_DIR/nomad/data/alloc/" || true)
+	if [[ ${#roots[@]} -gt 0 ]]; then
+		mapfile -t left < <(descendants "${roots[@]}" | sort -un)
 		log "stopping leftover processes: ${left[*]}"
 		kill -KILL "${left[@]}" 2>/dev/null || true
 	fi

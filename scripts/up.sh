@@ -17,6 +17,12 @@ done
 
 $skip_install || "$ROOT/scripts/install.sh"
 [[ $EUID -eq 0 ]] || die "the Nomad client runs tasks as other users (postgres): run as root"
+# Postgres runs as postgres with its data under the run directory: every
+# parent must let that user through (a clone under /root does not).
+id postgres >/dev/null 2>&1 || die "no postgres user: run scripts/install.sh (Debian's postgresql package creates it)"
+mkdir -p "$RUN_DIR"
+setpriv --reuid=postgres --regid=postgres --clear-groups -- test -x "$RUN_DIR" ||
+	die "the postgres user cannot reach $RUN_DIR (a parent directory is private, like /root): clone the repository elsewhere (e.g. /opt/hastack) or set HASTACK_RUN_DIR=/var/lib/hastack"
 if [[ "$(sysctl -n "$AUTOGROUP_SYSCTL" 2>/dev/null || echo 0)" != 0 ]]; then
 	log "warning: $AUTOGROUP_SYSCTL is on: every task gets its own CPU share and the latency tail is longer (scripts/install.sh turns it off; README, Up)"
 fi
