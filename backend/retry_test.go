@@ -176,6 +176,7 @@ type fakeRows struct {
 }
 
 func (r *fakeRows) Close()                 {}
+func (r *fakeRows) Conn() *pgx.Conn        { return nil } // not a real connection: never "direct"
 func (r *fakeRows) Err() error             { return r.err }
 func (r *fakeRows) Scan(dest ...any) error { return r.rows[r.next-1].Scan(dest...) }
 func (r *fakeRows) Next() bool {

@@ -144,8 +144,9 @@ type errorBody struct {
 }
 
 type followerJSON struct {
-	Name string `json:"name"`
-	Addr string `json:"addr"`
+	Name   string `json:"name"`
+	Addr   string `json:"addr"`
+	Direct bool   `json:"direct,omitempty"` // around HAProxy, while it was down
 }
 
 type rowJSON struct {

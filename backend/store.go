@@ -45,6 +45,10 @@ type Follower struct {
 	// Addr is the server's own address:port as it sees the connection;
 	// empty over a Unix socket.
 	Addr string
+	// Direct is true when the read's connection went straight to the
+	// follower, around the read service (HAProxy) while that was
+	// unreachable (see aroundConn).
+	Direct bool
 }
 
 // ReadResult is an item together with the server that returned it.
@@ -360,6 +364,9 @@ func (s *PGStore) queryItems(ctx context.Context, lane *readLane, ids []int64, i
 		return err
 	}
 	defer rows.Close()
+	if c := rows.Conn(); c != nil {
+		_, from.Direct = c.PgConn().Conn().(*aroundConn)
+	}
 	for rows.Next() {
 		var it Item
 		var host *string

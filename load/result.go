@@ -39,7 +39,8 @@ type Result struct {
 	Backend      string        `json:"backend,omitempty"`
 	Follower     string        `json:"follower,omitempty"`
 	FollowerAddr string        `json:"follower_addr,omitempty"`
-	ID           int64         `json:"id,omitempty"` // row read (GET) or row created (POST)
+	Direct       bool          `json:"direct,omitempty"` // the read went around HAProxy, straight to the follower
+	ID           int64         `json:"id,omitempty"`     // row read (GET) or row created (POST)
 	Err          string        `json:"err,omitempty"`
 }
 

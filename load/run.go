@@ -146,8 +146,9 @@ func isWrite(ratio float64, seq int64) bool {
 type answer struct {
 	BackendID string `json:"backend_id"`
 	Follower  *struct {
-		Name string `json:"name"`
-		Addr string `json:"addr"`
+		Name   string `json:"name"`
+		Addr   string `json:"addr"`
+		Direct bool   `json:"direct"`
 	} `json:"follower"`
 	Row *struct {
 		ID int64 `json:"id"`
@@ -206,7 +207,7 @@ func do(ctx context.Context, client *http.Client, cfg Config, seq int64) Result 
 		// Error answers may name a backend too; keep what they say.
 		r.Backend = a.BackendID
 		if a.Follower != nil {
-			r.Follower, r.FollowerAddr = a.Follower.Name, a.Follower.Addr
+			r.Follower, r.FollowerAddr, r.Direct = a.Follower.Name, a.Follower.Addr, a.Follower.Direct
 		}
 		r.ID = a.ID
 		if a.Row != nil {
