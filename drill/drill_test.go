@@ -105,17 +105,27 @@ func TestFirstRestarted(t *testing.T) {
 	running := func(ms int, id string, started int) NomadSnapshot {
 		return NomadSnapshot{At: at(ms), Allocs: []AllocState{{ID: id, Name: "postgres.follower[0]", ClientStatus: "running", TaskState: "running", StartedAt: at(started)}}}
 	}
-	// Killed at 0: the same alloc is restarted at 1400.
+	// Killed at 0: the same alloc is restarted at 1400, seen by the poll at
+	// 1500: the task's start time counts, not the poll's.
 	states := []NomadSnapshot{running(-100, "a1", -60000), running(200, "a1", -60000), running(1500, "a1", 1400)}
-	if got, ok := FirstRestarted(states, v, at(0)); !ok || !got.Equal(at(1500)) {
-		t.Fatalf("restart in place: %v %v", got, ok)
+	if got, ok := FirstRestarted(states, v, at(0)); !ok || !got.Equal(at(1400)) {
+		t.Fatalf("restart in place: %v %v, want 1400 ms", got, ok)
 	}
 	// Stopped: a replacement alloc with the same name.
 	states = []NomadSnapshot{running(200, "a1", -60000), running(3000, "a2", 2900)}
-	if got, ok := FirstRestarted(states, v, at(0)); !ok || !got.Equal(at(3000)) {
-		t.Fatalf("replacement: %v %v", got, ok)
+	if got, ok := FirstRestarted(states, v, at(0)); !ok || !got.Equal(at(2900)) {
+		t.Fatalf("replacement: %v %v, want 2900 ms", got, ok)
 	}
-	if _, ok := FirstRestarted(states[:1], v, at(0)); ok {
+	// A replacement whose StartedAt is not after the fault (clock skew
+	// between machines): the poll's time.
+	states = []NomadSnapshot{running(3000, "a2", -5)}
+	if got, ok := FirstRestarted(states, v, at(0)); !ok || !got.Equal(at(3000)) {
+		t.Fatalf("replacement with an earlier start time: %v %v, want 3000 ms", got, ok)
+	}
+	if _, ok := FirstRestarted(states[:0], v, at(0)); ok {
+		t.Fatal("no restart, but one found")
+	}
+	if _, ok := FirstRestarted([]NomadSnapshot{running(200, "a1", -60000)}, v, at(0)); ok {
 		t.Fatal("no restart, but one found")
 	}
 }
@@ -223,6 +233,14 @@ func TestServedAndSharedAgain(t *testing.T) {
 	res = append(res, req(500, 1, "POST", "backend-1", "", load.StatusKind(503)), req(700, 1, "POST", "backend-1", "", ""))
 	if got, ok := FirstServed(res, "primary", "postgres-primary", http.MethodPost, at(0)); !ok || !got.Equal(at(700)) {
 		t.Fatalf("primary served again %v %v, want +0.7s", got, ok)
+	}
+	// HAProxy: reads that went around it (straight to a follower while it
+	// was down) do not count as it serving again.
+	around := req(100, 1, "GET", "backend-0", "follower-1", "")
+	around.Direct = true
+	via := []load.Result{around, req(900, 1, "GET", "backend-1", "follower-0", "")}
+	if got, ok := FirstServed(via, "haproxy", "haproxy", http.MethodGet, at(0)); !ok || !got.Equal(at(900)) {
+		t.Fatalf("haproxy served again %v %v, want +0.9s (the read at +0.1s went around it)", got, ok)
 	}
 	first, last, n := ErrorWindow(res, at(0))
 	if n != 1 || !first.Equal(at(500)) || !last.Equal(at(501)) {

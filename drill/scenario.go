@@ -143,6 +143,10 @@ type Targets struct {
 	WritesFail503   bool          `json:"writes_fail_503"`     // failed writes are 503s, quick
 }
 
+// None reports whether no target applies beyond the lost-writes check
+// every scenario has.
+func (t Targets) None() bool { return t == Targets{} }
+
 // TargetsFor gives the targets of a scenario. Every scenario also requires
 // zero lost acknowledged writes.
 func TargetsFor(s Scenario) Targets {

@@ -161,12 +161,16 @@ func Identity(role string, r load.Result) string {
 // FirstServed returns the start of the first successful request after since
 // that the victim served (for replicated roles, by name) or that needed it
 // (for the single points: any successful request of the kind that goes
-// through it; method "" means any).
+// through it; method "" means any). For HAProxy, a read that went around it
+// straight to a follower (load.Result.Direct) did not go through it.
 func FirstServed(results []load.Result, role, victim, method string, since time.Time) (time.Time, bool) {
 	var best time.Time
 	found := false
 	for _, r := range results {
 		if !r.OK() || r.Start.Before(since) || (method != "" && r.Method != method) {
+			continue
+		}
+		if role == "haproxy" && r.Direct {
 			continue
 		}
 		if Roles[role].Replicated && Identity(role, r) != victim {

@@ -31,9 +31,11 @@ type NomadSnapshot struct {
 	Err    string       `json:"err,omitempty"`
 }
 
-// FirstRestarted returns when Nomad first reported the victim's task running
-// again after since: the same allocation restarted (a later StartedAt) or a
-// replacement with the same name (index) running.
+// FirstRestarted returns when the victim's task started running again after
+// since: the same allocation restarted (a later StartedAt) or a replacement
+// with the same name (index) running. The time is the task's StartedAt as
+// Nomad recorded it, not when a poll happened to see it; the poll's time
+// when StartedAt is missing or not within (since, poll].
 func FirstRestarted(states []NomadSnapshot, v Victim, since time.Time) (time.Time, bool) {
 	for _, s := range states {
 		if s.Err != "" || s.At.Before(since) {
@@ -44,6 +46,9 @@ func FirstRestarted(states []NomadSnapshot, v Victim, since time.Time) (time.Tim
 				continue
 			}
 			if a.ID != v.AllocID || a.StartedAt.After(since) {
+				if a.StartedAt.After(since) && !a.StartedAt.After(s.At) {
+					return a.StartedAt, true
+				}
 				return s.At, true
 			}
 		}
@@ -58,8 +63,13 @@ type Observations struct {
 	Nomad   []NomadSnapshot `json:"nomad"`
 }
 
-// Watcher polls Consul, the rendered load-balancer config and Nomad for one
-// role until its context ends.
+// Watcher follows Consul, the rendered load-balancer config and Nomad for
+// one role until its context ends. Every observation is stamped when its
+// answer arrived. Consul's passing set is followed with blocking queries, so
+// a change is seen as it happens, not at the next poll; the rendered config
+// is polled and a change is dated by the file's modification time (when
+// consul-template wrote it); Nomad is polled and a restart is dated by the
+// task's StartedAt.
 type Watcher struct {
 	Clients  *cluster.Clients
 	Role     Role
@@ -98,27 +108,54 @@ func (w *Watcher) Run(ctx context.Context) {
 			}
 		})
 	}
-	loop(w.pollCatalog)
+	wg.Go(func() { w.watchCatalog(ctx) })
 	if w.Role.LBJob != "" {
-		var lb *nomad.Allocation
-		loop(func(ctx context.Context) { lb = w.pollConfig(ctx, lb) })
+		var st configState
+		loop(func(ctx context.Context) { w.pollConfig(ctx, &st) })
 	}
 	loop(w.pollNomad)
 	wg.Wait()
 }
 
-func (w *Watcher) pollCatalog(parent context.Context) {
-	// A per-poll deadline: a hung API call must not stall the timeline.
-	ctx, cancel := context.WithTimeout(parent, time.Second)
+// catalogWait is how long one blocking query on Consul waits for a change
+// before it answers anyway.
+const catalogWait = 2 * time.Second
+
+// watchCatalog records the victim service's passing instances each time
+// Consul answers a blocking query: at once when they change.
+func (w *Watcher) watchCatalog(ctx context.Context) {
+	var index uint64
+	for ctx.Err() == nil {
+		next, err := w.pollCatalog(ctx, index)
+		if err != nil {
+			// Do not spin on an agent that fails fast.
+			select {
+			case <-ctx.Done():
+			case <-time.After(w.Interval):
+			}
+		}
+		index = next
+	}
+}
+
+// pollCatalog makes one query, blocking until the service's health index
+// passes index (0: answer at once), and returns the index to wait on next.
+func (w *Watcher) pollCatalog(parent context.Context, index uint64) (uint64, error) {
+	// A deadline past the wait: a hung API call must not stall the timeline.
+	ctx, cancel := context.WithTimeout(parent, catalogWait+time.Second)
 	defer cancel()
-	q := (&consul.QueryOptions{}).WithContext(ctx)
-	entries, _, err := w.Clients.Consul.Health().Service(w.Role.Service, "", true, q)
+	q := (&consul.QueryOptions{WaitIndex: index, WaitTime: catalogWait}).WithContext(ctx)
+	entries, meta, err := w.Clients.Consul.Health().Service(w.Role.Service, "", true, q)
 	s := Snapshot{At: time.Now()}
+	next := uint64(0)
 	if err != nil {
 		if parent.Err() != nil {
-			return // the drill is over, not an observation
+			return 0, err // the drill is over, not an observation
 		}
 		s.Err = err.Error()
+	} else if meta.LastIndex >= index {
+		// Consul's rule: an index that goes backwards means start over.
+		next = meta.LastIndex
 	}
 	for _, e := range entries {
 		name := e.Service.Meta["name"]
@@ -133,16 +170,28 @@ func (w *Watcher) pollCatalog(parent context.Context) {
 	w.mu.Lock()
 	w.obs.Catalog = append(w.obs.Catalog, s)
 	w.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	return next, nil
 }
 
-// pollConfig reads the LB's rendered config; lb is the allocation read last
-// time, re-resolved when it is gone.
-func (w *Watcher) pollConfig(parent context.Context, lb *nomad.Allocation) *nomad.Allocation {
+// configState is what pollConfig keeps between polls: the LB allocation it
+// reads (re-resolved when gone) and the last servers it saw.
+type configState struct {
+	lb   *nomad.Allocation
+	last *Snapshot
+}
+
+// pollConfig reads the LB's rendered config. When the servers it names
+// changed since the last poll, the observation is dated by the file's
+// modification time, if that lies between the two polls: when
+// consul-template rendered it, to the millisecond, not to the poll.
+func (w *Watcher) pollConfig(parent context.Context, st *configState) {
 	ctx, cancel := context.WithTimeout(parent, time.Second)
 	defer cancel()
-	s := Snapshot{At: time.Now()}
 	text, err := func() (string, error) {
-		if lb == nil {
+		if st.lb == nil {
 			allocs, err := runningAllocs(ctx, w.Clients, w.Role.LBJob, w.Role.LBJob)
 			if err != nil {
 				return "", err
@@ -151,8 +200,8 @@ func (w *Watcher) pollConfig(parent context.Context, lb *nomad.Allocation) *noma
 				return "", fmt.Errorf("no running %s allocation", w.Role.LBJob)
 			}
 			q := (&nomad.QueryOptions{}).WithContext(ctx)
-			if lb, _, err = w.Clients.Nomad.Allocations().Info(allocs[0].ID, q); err != nil {
-				lb = nil
+			if st.lb, _, err = w.Clients.Nomad.Allocations().Info(allocs[0].ID, q); err != nil {
+				st.lb = nil
 				return "", err
 			}
 		}
@@ -160,29 +209,40 @@ func (w *Watcher) pollConfig(parent context.Context, lb *nomad.Allocation) *noma
 		// new client (and connection) per call, and polling at 10/s would
 		// exhaust Nomad's per-client connection limit (429s for everyone).
 		q := (&nomad.QueryOptions{Params: map[string]string{"path": w.Role.LBConfig}}).WithContext(ctx)
-		rc, err := w.Clients.Nomad.Raw().Response("/v1/client/fs/cat/"+lb.ID, q)
+		rc, err := w.Clients.Nomad.Raw().Response("/v1/client/fs/cat/"+st.lb.ID, q)
 		if err != nil {
-			lb = nil
+			st.lb = nil
 			return "", err
 		}
 		defer rc.Close()
 		b, err := io.ReadAll(rc)
 		return string(b), err
 	}()
+	s := Snapshot{At: time.Now()}
 	if err != nil {
 		if parent.Err() != nil {
-			return lb
+			return
 		}
 		s.Err = err.Error()
-	} else if w.Role.LBJob == "haproxy" {
-		s.Members = HAProxyServers(text)
 	} else {
-		s.Members = NginxServers(text)
+		if w.Role.LBJob == "haproxy" {
+			s.Members = HAProxyServers(text)
+		} else {
+			s.Members = NginxServers(text)
+		}
+		if st.last != nil && !slices.Equal(st.last.Members, s.Members) {
+			// Stat goes through the API client's own connection.
+			q := (&nomad.QueryOptions{}).WithContext(ctx)
+			if fi, _, err := w.Clients.Nomad.AllocFS().Stat(st.lb, w.Role.LBConfig, q); err == nil &&
+				fi.ModTime.After(st.last.At) && fi.ModTime.Before(s.At) {
+				s.At = fi.ModTime
+			}
+		}
+		st.last = &s
 	}
 	w.mu.Lock()
 	w.obs.Config = append(w.obs.Config, s)
 	w.mu.Unlock()
-	return lb
 }
 
 func (w *Watcher) pollNomad(parent context.Context) {

@@ -2,8 +2,10 @@
 // through Nginx, one fault (stop, kill, freeze) on one instance, and the
 // measured effect on clients and on the catalog. It prints a summary table
 // and writes result.json, every request's outcome and report.html under
-// -out. It exits 1 when a scenario misses a hard target (a failed request
-// where none may fail, a lost acknowledged write), 2 on bad flags.
+// -out. It exits 1 when a scenario misses a target: a hard one (FAIL: a
+// failed request where none may fail, a lost acknowledged write) or a time
+// one (SLOW: out of or back in rotation later than its target); 2 on bad
+// flags.
 //
 //	drill -scenario follower-kill
 //	drill -scenario backend-kill,backend-freeze -rate 50
@@ -154,19 +156,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "\nresults: %s\nreport:  %s\n", filepath.Join(cfg.out, "result.json"), filepath.Join(cfg.out, "report.html"))
 	}
-	var failed []string
+	var failed, slow []string
 	for _, r := range results.Results {
-		if !r.Passed() {
+		switch {
+		case !r.Passed():
 			failed = append(failed, r.Scenario.Name)
+		case len(r.Slow) > 0:
+			slow = append(slow, r.Scenario.Name)
 		}
 	}
 	if err := errors.Join(runErrs...); err != nil {
 		return err
 	}
+	var missed []error
 	if len(failed) > 0 {
-		return fmt.Errorf("FAIL: %s missed a hard target (see above)", strings.Join(failed, ", "))
+		missed = append(missed, fmt.Errorf("FAIL: %s missed a hard target (see above)", strings.Join(failed, ", ")))
 	}
-	return nil
+	if len(slow) > 0 {
+		missed = append(missed, fmt.Errorf("SLOW: %s missed a time target (see above)", strings.Join(slow, ", ")))
+	}
+	return errors.Join(missed...)
 }
 
 func write(dir string, results drill.Run) error {
