@@ -77,9 +77,12 @@ func Screenshot(ctx context.Context, htmlPath, pngPath string, width, height int
 	return nil
 }
 
-// DumpDOM returns the DOM of htmlPath as Chromium built it.
-func DumpDOM(ctx context.Context, htmlPath string) (string, error) {
-	out, err := headless(ctx, htmlPath, "--dump-dom")
+// DumpDOM returns the DOM of htmlPath as Chromium built it in a window of
+// the given size, after the page's scripts ran: the same size as a
+// Screenshot gives the same layout, so a script can measure where things
+// were drawn.
+func DumpDOM(ctx context.Context, htmlPath string, width, height int) (string, error) {
+	out, err := headless(ctx, htmlPath, "--dump-dom", fmt.Sprintf("--window-size=%d,%d", width, height))
 	return string(out), err
 }
 
