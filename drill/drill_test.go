@@ -306,6 +306,28 @@ func TestSinglePointTargets(t *testing.T) {
 	if m, s := Evaluate(n); len(m)+len(s) != 0 {
 		t.Fatalf("nginx is measured, not held to a target: misses %v slow %v", m, s)
 	}
+	n.Misses, n.Slow = Evaluate(n)
+	h.Misses, h.Slow = Evaluate(h)
+	if v := Verdict(n); v != "MEASURED" {
+		t.Fatalf("nginx-kill verdict %q, want MEASURED (it failed requests: not a PASS)", v)
+	}
+	if v := Verdict(h); v != "FAIL" {
+		t.Fatalf("haproxy-kill with a failed request: verdict %q, want FAIL", v)
+	}
+}
+
+func TestEvaluateNeverBack(t *testing.T) {
+	r := &Result{Scenario: Scenario{"backend-kill", "backend", FaultKill}}
+	r.Targets = TargetsFor(r.Scenario)
+	r.Events = Events{OutOfRotationMS: f(150)}
+	m, s := Evaluate(r)
+	if len(m) != 0 || len(s) != 1 || !strings.Contains(s[0], "back in rotation: not seen") {
+		t.Fatalf("a victim that never came back: misses %v slow %v, want one slow 'back in rotation: not seen'", m, s)
+	}
+	r.Misses, r.Slow = m, s
+	if v := Verdict(r); v != "SLOW" {
+		t.Fatalf("verdict %q, want SLOW", v)
+	}
 }
 
 func TestParseScenarios(t *testing.T) {
@@ -467,5 +489,31 @@ func TestAnalyzeStopDrainIsNotAReturn(t *testing.T) {
 	}
 	if r.Before.Requests != 100 || r.Before.BackendShare["backend-0"] != 0.5 {
 		t.Errorf("before: %d requests, shares %v", r.Before.Requests, r.Before.BackendShare)
+	}
+}
+
+func TestWaitStopped(t *testing.T) {
+	root := t.TempDir()
+	stat := func(pid int, line string) {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(line), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A command name with a space and a parenthesis must not fool the parse.
+	stat(10, "10 (postgres: app (x) ) T 1 10 10 0 -1")
+	stat(11, "11 (nginx) T 10 10 10 0 -1")
+	stat(12, "12 (haproxy) S 1 12 12 0 -1")
+	p := Procfs{Root: root}
+	// 13 has no /proc entry: it is gone, which counts as stopped.
+	if err := p.WaitStopped(t.Context(), []int{10, 11, 13}, time.Second); err != nil {
+		t.Fatalf("all stopped or gone: %v", err)
+	}
+	err := p.WaitStopped(t.Context(), []int{10, 12}, 50*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "processes 12 not stopped") {
+		t.Fatalf("a running process: got %v, want an error naming 12", err)
 	}
 }

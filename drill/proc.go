@@ -3,6 +3,7 @@ package drill
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Procfs locates the processes of a Nomad task on this machine. Root and
@@ -23,8 +25,8 @@ type Procfs struct {
 var HostProcfs = Procfs{Root: "/proc", CgroupRoot: "/sys/fs/cgroup"}
 
 // TaskPIDs returns every process of a task: those whose environment names
-// the allocation and the task (children inherit it, so Postgres' forked
-// backends match), the seeds (the pids Nomad reports for the task), plus
+// the allocation and the task (children inherit it, though a Postgres
+// backend's long process title can overwrite it), the seeds (the pids Nomad reports for the task), plus
 // every other member of their cgroups, so a child that rewrote its
 // environment (nginx does) is not missed. Processes are never matched by
 // name. It never returns its own process, and ignores a cgroup that it is
@@ -171,6 +173,37 @@ func CgroupDirs(procCgroup, root string) []string {
 type ProcInfo struct {
 	PID  int    `json:"pid"`
 	Comm string `json:"comm"`
+}
+
+// WaitStopped waits until every process in pids is stopped (state T in
+// /proc/PID/stat) or gone, and reports the ones that are not after within.
+func (p Procfs) WaitStopped(ctx context.Context, pids []int, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var running []string
+		for _, pid := range pids {
+			b, err := os.ReadFile(filepath.Join(p.Root, strconv.Itoa(pid), "stat"))
+			if err != nil {
+				continue // gone
+			}
+			// "PID (comm) STATE ...": comm may hold spaces and parentheses.
+			i := bytes.LastIndexByte(b, ')')
+			if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+				running = append(running, strconv.Itoa(pid))
+			}
+		}
+		if len(running) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("processes %s not stopped %s after SIGSTOP", strings.Join(running, ", "), within)
+		case <-tick.C:
+		}
+	}
 }
 
 // Describe reads the command names of pids (a gone process gets "?").

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 
@@ -133,6 +134,9 @@ func (in Injector) TaskPIDs(ctx context.Context, v *Victim) ([]int, error) {
 	return in.Procfs.TaskPIDs(v.AllocID, v.Task, in.nomadPIDs(ctx, v))
 }
 
+// stopDeadline bounds the wait for SIGSTOPped processes to show as stopped.
+const stopDeadline = 2 * time.Second
+
 // maxSignalPasses bounds signalTask's scans; each one after the first only
 // finds a child forked between a scan and its parent's signal.
 const maxSignalPasses = 5
@@ -157,17 +161,20 @@ func (in Injector) signalTask(ctx context.Context, v *Victim, sig syscall.Signal
 		}
 		var fresh []int
 		for _, pid := range pids {
-			if slices.Contains(all, pid) {
-				continue
+			if !slices.Contains(all, pid) {
+				fresh = append(fresh, pid)
 			}
+		}
+		if pass == 0 {
+			// Before the signal: a killed process may be gone by the time
+			// its name is read.
+			v.Procs = in.Procfs.Describe(fresh)
+		}
+		for _, pid := range fresh {
 			// ESRCH: it exited meanwhile, which is fine.
 			if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 				return all, fmt.Errorf("signal %v to pid %d: %w", sig, pid, err)
 			}
-			fresh = append(fresh, pid)
-		}
-		if pass == 0 {
-			v.Procs = in.Procfs.Describe(fresh)
 		}
 		if len(fresh) == 0 {
 			break
@@ -190,6 +197,10 @@ func (in Injector) Kill(ctx context.Context, v *Victim) error {
 // frozen instance is always resumed, even on error or interrupt.
 func (in Injector) Freeze(ctx context.Context, v *Victim) (resume func() error, err error) {
 	stopped, err := in.signalTask(ctx, v, syscall.SIGSTOP)
+	if err == nil {
+		// A freeze that did not freeze would pass for a harmless one.
+		err = in.Procfs.WaitStopped(ctx, stopped, stopDeadline)
+	}
 	done := false
 	resume = func() error {
 		if done {
