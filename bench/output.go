@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -31,7 +32,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			viaHAProxy[row.Conns] = row.Measure.RPS
 		}
 	}
-	fmt.Fprintln(tw, "path\tconns\treq/s\tp50\tp99\terrors\tof DB limit\tof DB via HAProxy\tCPU s/1k req: nginx\tbackend\thaproxy\tpostgres\tloadgen\tplatform\tbackend RSS\t")
+	fmt.Fprintln(tw, "path\tconns\treq/s\tp50\tp99\terrors\tof DB limit\tof DB via HAProxy\tCPU s/1k req: nginx\tbackend\thaproxy\tpostgres\tloadgen\tplatform\tloadgen cores\tbackend RSS\t")
 	for _, row := range r.Rows {
 		m := row.Measure
 		rss := "-"
@@ -46,14 +47,66 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if v := viaHAProxy[row.Conns]; v > 0 {
 			ofHAProxy = fmt.Sprintf("%.0f%%", 100*m.RPS/v)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.2f/%d\t%s\t\n",
 			row.Path, row.Conns, m.RPS, ms(m.P50), ms(m.P99), m.Errors, ofDB, ofHAProxy,
-			c["nginx"], c["backend"], c["haproxy"], c["postgres"], c["loadgen"], c["platform"], rss)
+			c["nginx"], c["backend"], c["haproxy"], c["postgres"], c["loadgen"], c["platform"],
+			row.LoadgenCores, min(row.LoadgenThreads, r.Cores), rss)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	r.writeLoadgen(w)
+	r.writeErrors(w)
 	return r.writeInside(w)
+}
+
+// writeLoadgen says whether the load generator limited any row (see
+// loadgenBound): a warning naming those rows, or the busiest row otherwise.
+func (r *Report) writeLoadgen(w io.Writer) {
+	fmt.Fprintf(w, "\nloadgen cores: the load generator's CPU seconds per second of its run / the cores its threads can use (its threads, at most the machine's %d)\n", r.Cores)
+	var bound []string
+	var busiest *Row
+	for i, row := range r.Rows {
+		if row.LoadgenBound {
+			bound = append(bound, fmt.Sprintf("%s at %d (%.2f of %d cores)", row.Path, row.Conns, row.LoadgenCores, min(row.LoadgenThreads, r.Cores)))
+		}
+		if busiest == nil || row.LoadgenCores > busiest.LoadgenCores {
+			busiest = &r.Rows[i]
+		}
+	}
+	switch {
+	case len(bound) > 0:
+		fmt.Fprintf(w, "WARNING: the load generator was at its own limit (over %.0f%% of the cores its threads can use) in %s: those rates are the generator's limit, not the path's\n",
+			100*loadgenBoundShare, strings.Join(bound, ", "))
+	case busiest != nil:
+		fmt.Fprintf(w, "the load generator stayed under %.0f%% of the cores its threads can use in every row (busiest: %s at %d, %.2f of %d cores)\n",
+			100*loadgenBoundShare, busiest.Path, busiest.Conns, busiest.LoadgenCores, min(busiest.LoadgenThreads, r.Cores))
+	}
+}
+
+// writeErrors names the rows that had errors: each misses the zero-error
+// target, whatever its rate.
+func (r *Report) writeErrors(w io.Writer) {
+	for _, row := range r.Rows {
+		m := row.Measure
+		if m.Errors == 0 {
+			continue
+		}
+		aborted := ""
+		if m.AbortedClients > 0 {
+			aborted = fmt.Sprintf(", %d of them pgbench clients that aborted (the rest ran on)", m.AbortedClients)
+		}
+		fmt.Fprintf(w, "ERRORS: %s at %d: %d errors%s; this row misses the zero-error target\n", row.Path, row.Conns, m.Errors, aborted)
+	}
+}
+
+// Errors is how many errors every row had in all.
+func (r *Report) Errors() int64 {
+	var n int64
+	for _, row := range r.Rows {
+		n += row.Measure.Errors
+	}
+	return n
 }
 
 // writeInside prints where the time went inside the backends, for the rows

@@ -28,6 +28,9 @@ type Measure struct {
 	P50      time.Duration `json:"p50_ns"`
 	P99      time.Duration `json:"p99_ns"`
 	Errors   int64         `json:"errors"`
+	// AbortedClients are pgbench clients that stopped on an error; each is
+	// one error in Errors too.
+	AbortedClients int64 `json:"aborted_clients,omitempty"`
 }
 
 var (
@@ -99,23 +102,51 @@ var (
 	pgbenchTx     = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
 	pgbenchTPS    = regexp.MustCompile(`tps = ([\d.]+) \(without initial connection time\)`)
 	pgbenchFailed = regexp.MustCompile(`number of failed transactions: (\d+)`)
+	// pgbenchAbort is pgbench 15's message for a client that stopped ("client
+	// 3 script 0 aborted in command 1 query 0: ERROR: ...", "client 3
+	// aborted while establishing connection", ...). Not anchored to a line:
+	// the threads' messages on stderr can interleave.
+	pgbenchAbort    = regexp.MustCompile(`client (\d+) (?:script \d+ )?aborted`)
+	pgbenchRunAbort = []byte("Run was aborted")
 )
+
+// pgbenchAborted counts the clients that aborted in pgbench's output: each
+// distinct client that says so, and at least one if the run says it was
+// aborted.
+func pgbenchAborted(out []byte) int64 {
+	clients := map[string]bool{}
+	for _, m := range pgbenchAbort.FindAllSubmatch(out, -1) {
+		clients[string(m[1])] = true
+	}
+	n := int64(len(clients))
+	if n == 0 && bytes.Contains(out, pgbenchRunAbort) {
+		n = 1
+	}
+	return n
+}
 
 // ParsePgbench reads pgbench's summary and the per-transaction latency logs
 // it wrote with --log (files starting with logPrefix) for the percentiles.
+// Errors are the failed transactions pgbench counts (serialization and
+// deadlock failures, with --max-tries 1) plus one for every client that
+// aborted; after an abort pgbench prints no rate when nothing ran.
 func ParsePgbench(out []byte, logPrefix string, elapsed time.Duration) (Measure, error) {
 	var m Measure
+	m.AbortedClients = pgbenchAborted(out)
 	tx := pgbenchTx.FindSubmatch(out)
 	tps := pgbenchTPS.FindSubmatch(out)
-	if tx == nil || tps == nil {
+	if tx == nil || (tps == nil && m.AbortedClients == 0) {
 		return m, fmt.Errorf("pgbench output has no totals:\n%s", out)
 	}
 	m.Requests, _ = strconv.ParseInt(string(tx[1]), 10, 64)
-	m.RPS, _ = strconv.ParseFloat(string(tps[1]), 64)
+	if tps != nil {
+		m.RPS, _ = strconv.ParseFloat(string(tps[1]), 64)
+	}
 	m.Elapsed = elapsed
 	if f := pgbenchFailed.FindSubmatch(out); f != nil {
 		m.Errors, _ = strconv.ParseInt(string(f[1]), 10, 64)
 	}
+	m.Errors += m.AbortedClients
 	lat, err := pgbenchLatencies(logPrefix)
 	if err != nil {
 		return m, err

@@ -151,3 +151,72 @@ func TestParseMachineCPU(t *testing.T) {
 		t.Error("no cpu line: want an error")
 	}
 }
+
+// pgbenchAbortOut is pgbench 15.18's output when two of four clients aborted
+// on an SQL error mid-run (exit status 2), stdout and stderr together: the
+// threads' messages interleave, so one line holds two prefixes.
+const pgbenchAbortOut = `pgbench (15.18 (Debian 15.18-0+deb12u1))
+transaction type: /tmp/x/lookup.sql
+scaling factor: 1
+query mode: prepared
+number of clients: 4
+number of threads: 2
+maximum number of tries: 1
+duration: 2 s
+number of transactions actually processed: 324
+number of failed transactions: 0 (0.000%)
+latency average = 0.096 ms
+initial connection time = 8.246 ms
+tps = 41795.665635 (without initial connection time)
+pgbench: pgbench: error: client 2 script 0 aborted in command 0 query 0: ERROR:  division by zero
+error: client 3 script 0 aborted in command 0 query 0: ERROR:  division by zero
+pgbench: error: Run was aborted; the above results are incomplete.
+`
+
+func TestParsePgbenchAbortedClients(t *testing.T) {
+	prefix := filepath.Join(t.TempDir(), "log")
+	if err := os.WriteFile(prefix+".1", []byte("0 1 100 0 1700000000 1\n0 2 300 0 1700000000 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ParsePgbench([]byte(pgbenchAbortOut), prefix, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Requests != 324 || m.RPS != 41795.665635 || m.Errors != 2 || m.AbortedClients != 2 {
+		t.Errorf("got %+v, want 324 transactions and 2 errors, both aborted clients", m)
+	}
+
+	// Every client aborted at its first transaction: no rate, still a row.
+	none := "number of transactions actually processed: 0\nnumber of failed transactions: 0 (NaN%)\n" +
+		"pgbench: error: client 0 script 0 aborted in command 0 query 0: ERROR:  x\n" +
+		"pgbench: error: client 1 aborted while establishing connection\n" +
+		"pgbench: error: client 0 script 0 aborted in command 0 query 0: ERROR:  x\n" + // the same client twice counts once
+		"pgbench: error: Run was aborted; the above results are incomplete.\n"
+	if err := os.WriteFile(prefix+".1", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err = ParsePgbench([]byte(none), prefix, 2*time.Second)
+	if err != nil || m.Requests != 0 || m.RPS != 0 || m.Errors != 2 || m.AbortedClients != 2 {
+		t.Errorf("got %+v, %v; want no transactions and 2 errors", m, err)
+	}
+
+	if n := pgbenchAborted([]byte("pgbench: error: Run was aborted; the above results are incomplete.\n")); n != 1 {
+		t.Errorf("an aborted run without client lines: %d aborted, want 1", n)
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	for s, want := range map[string]int{"0-1\n": 2, "0": 1, "0-3,6,8-9": 7} {
+		if got, err := parseCPUList(s); err != nil || got != want {
+			t.Errorf("parseCPUList(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "a-b", "3-1"} {
+		if _, err := parseCPUList(s); err == nil {
+			t.Errorf("parseCPUList(%q): want an error", s)
+		}
+	}
+	if n := OnlineCPUs(); n < 1 {
+		t.Errorf("OnlineCPUs() = %d", n)
+	}
+}

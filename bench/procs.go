@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -205,6 +206,43 @@ func SchedAutogroup() string {
 		return "off"
 	}
 	return "on"
+}
+
+// OnlineCPUs is how many cores the machine has online, from
+// /sys/devices/system/cpu/online: the cores the "cpu" line of /proc/stat
+// (MachineCPU) sums over. runtime.NumCPU counts only the cores this process
+// may run on (its affinity mask), which can be fewer; it is the fallback
+// when the file cannot be read.
+func OnlineCPUs() int {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return runtime.NumCPU()
+	}
+	n, err := parseCPUList(string(b))
+	if err != nil || n < 1 {
+		return runtime.NumCPU()
+	}
+	return n
+}
+
+// parseCPUList counts the CPUs in a kernel CPU list such as "0-3,6,8-9".
+func parseCPUList(s string) (int, error) {
+	n := 0
+	for _, part := range strings.Split(strings.TrimSpace(s), ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return 0, fmt.Errorf("cpu list %q: %w", s, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return 0, fmt.Errorf("cpu list %q: bad range %q", s, part)
+			}
+		}
+		n += b - a + 1
+	}
+	return n, nil
 }
 
 // MachineCPU reads the busy CPU time of the whole machine (all cores, in

@@ -3,11 +3,11 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"time"
@@ -41,21 +41,27 @@ type Targets struct {
 
 // Row is one measured path at one concurrency level.
 type Row struct {
-	Path        string             `json:"path"`
-	Conns       int                `json:"conns"`
-	Measure     Measure            `json:"measure"`
-	CPUPer1k    map[string]float64 `json:"cpu_seconds_per_1k_requests"`
-	RatioToDB   float64            `json:"ratio_to_db_limit"`
-	BackendRSS  int64              `json:"backend_max_rss_bytes,omitempty"`
-	Inside      *Inside            `json:"inside_backends,omitempty"`
-	Description string             `json:"description"`
+	Path      string             `json:"path"`
+	Conns     int                `json:"conns"`
+	Measure   Measure            `json:"measure"`
+	CPUPer1k  map[string]float64 `json:"cpu_seconds_per_1k_requests"`
+	RatioToDB float64            `json:"ratio_to_db_limit"`
+	// The load generator (wrk or pgbench) over its measured run: its CPU
+	// seconds per wall second, the threads it ran, and whether that is at
+	// its limit (see loadgenBound).
+	LoadgenCores   float64 `json:"loadgen_cores"`
+	LoadgenThreads int     `json:"loadgen_threads"`
+	LoadgenBound   bool    `json:"loadgen_bound"`
+	BackendRSS     int64   `json:"backend_max_rss_bytes,omitempty"`
+	Inside         *Inside `json:"inside_backends,omitempty"`
+	Description    string  `json:"description"`
 }
 
 // Report is a whole run.
 type Report struct {
 	Started   time.Time `json:"started"`
 	Host      string    `json:"host"`
-	Cores     int       `json:"cores"`
+	Cores     int       `json:"cores"`           // online CPUs (see OnlineCPUs)
 	Autogroup string    `json:"sched_autogroup"` // kernel.sched_autogroup_enabled at the start
 	Duration  string    `json:"duration_per_level"`
 	Warmup    string    `json:"warmup_per_level"`
@@ -105,8 +111,12 @@ func MeasureIdle(ctx context.Context, d time.Duration) (*Idle, error) {
 	return idle, nil
 }
 
-// lookupScript is the same single-row lookup by key, with the same columns,
-// that GET /data does.
+// lookupScript is one lookup of one row by a random key, with the columns
+// GET /data answers with, one transaction each (pgbench -M prepared runs it
+// as a prepared statement). It is not the query /data sends: a backend
+// gathers the reads that arrive together into one `WHERE id = ANY($1)`
+// query (backend/store.go), so a path's ratio to the database limit
+// compares HTTP requests/s with these single-lookup transactions/s.
 const lookupScript = `\set id random(1, %d)
 SELECT id, payload, created_at, current_setting('cluster_name'), host(inet_server_addr()), inet_server_port() FROM items WHERE id = :id;
 `
@@ -129,7 +139,7 @@ const (
 type path struct {
 	name, desc string
 	kind       pathKind
-	run        func(ctx context.Context, e pathEnv, conns int, d time.Duration, measure bool) (Measure, time.Duration, error)
+	run        func(ctx context.Context, e pathEnv, conns int, d time.Duration, measure bool) (Measure, loadgen, error)
 }
 
 // pathEnv is what the paths run with.
@@ -141,24 +151,24 @@ type pathEnv struct {
 
 // paths are the measured paths, in the order they run.
 var paths = []path{
-	{"db-haproxy", "pgbench -M prepared, /data's lookup, through HAProxy to both followers", kindDB,
-		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+	{"db-haproxy", "pgbench -M prepared, one-row lookups by key (/data batches its reads), through HAProxy to both followers", kindDB,
+		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, loadgen, error) {
 			return e.cfg.pgbench(ctx, e.t.HAProxyDSN, e.script, c, d, m)
 		}},
-	{"db-direct", "pgbench -M prepared, /data's lookup, straight to one follower", kindDB,
-		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+	{"db-direct", "pgbench -M prepared, one-row lookups by key (/data batches its reads), straight to one follower", kindDB,
+		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, loadgen, error) {
 			return e.cfg.pgbench(ctx, e.t.FollowerDSN, e.script, c, d, m)
 		}},
 	{"backend-direct", "wrk GET /data on one backend instance (no Nginx)", kindBackends,
-		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, loadgen, error) {
 			return e.cfg.wrk(ctx, e.t.BackendURL, c, d)
 		}},
 	{"full-stack", "wrk GET /data through Nginx, both backends, HAProxy, both followers", kindBackends,
-		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, loadgen, error) {
 			return e.cfg.wrk(ctx, e.t.NginxURL, c, d)
 		}},
 	{"nginx-static", "wrk GET a static answer from Nginx (the proxy's own ceiling)", kindProxy,
-		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, time.Duration, error) {
+		func(ctx context.Context, e pathEnv, c int, d time.Duration, m bool) (Measure, loadgen, error) {
 			return e.cfg.wrk(ctx, e.t.StaticURL, c, d)
 		}},
 }
@@ -175,7 +185,7 @@ func PathNames() []string {
 // Run measures every path at every level. progress gets one line per row.
 func Run(ctx context.Context, cfg Config, t Targets, progress func(Row)) (*Report, error) {
 	host, _ := os.Hostname()
-	rep := &Report{Started: time.Now().UTC(), Host: host, Cores: runtime.NumCPU(), Autogroup: SchedAutogroup(), Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String()}
+	rep := &Report{Started: time.Now().UTC(), Host: host, Cores: OnlineCPUs(), Autogroup: SchedAutogroup(), Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String()}
 	script := filepath.Join(cfg.WorkDir, "lookup.sql")
 	if err := os.WriteFile(script, fmt.Appendf(nil, lookupScript, cfg.SeedRows), 0o644); err != nil {
 		return nil, err
@@ -213,7 +223,7 @@ func Run(ctx context.Context, cfg Config, t Targets, progress func(Row)) (*Repor
 			if p.kind == kindBackends {
 				stopRSS = watchMaxRSS("backend", 250*time.Millisecond) // while they are under load
 			}
-			m, loadCPU, err := p.run(ctx, env, c, cfg.Duration, true)
+			m, gen, err := p.run(ctx, env, c, cfg.Duration, true)
 			rss := stopRSS()
 			if err != nil {
 				return rep, fmt.Errorf("%s at %d connections: %w", p.name, c, err)
@@ -229,8 +239,13 @@ func Run(ctx context.Context, cfg Config, t Targets, progress func(Row)) (*Repor
 				}
 			}
 			used := after.Sub(before)
-			used["loadgen"] = loadCPU.Seconds()
-			row := Row{Path: p.name, Conns: c, Measure: m, CPUPer1k: map[string]float64{}, BackendRSS: rss, Inside: in, Description: p.desc}
+			used["loadgen"] = gen.cpu.Seconds()
+			row := Row{Path: p.name, Conns: c, Measure: m, CPUPer1k: map[string]float64{}, BackendRSS: rss, Inside: in, Description: p.desc,
+				LoadgenThreads: gen.threads}
+			if gen.wall > 0 {
+				row.LoadgenCores = gen.cpu.Seconds() / gen.wall.Seconds()
+			}
+			row.LoadgenBound = loadgenBound(row.LoadgenCores, gen.threads, rep.Cores)
 			if m.Requests > 0 {
 				for _, g := range Groups {
 					row.CPUPer1k[g] = used[g] / (float64(m.Requests) / 1000)
@@ -253,55 +268,91 @@ func Run(ctx context.Context, cfg Config, t Targets, progress func(Row)) (*Repor
 	return rep, nil
 }
 
-func (cfg Config) pgbench(ctx context.Context, dsn, script string, conns int, d time.Duration, measure bool) (Measure, time.Duration, error) {
+func (cfg Config) pgbench(ctx context.Context, dsn, script string, conns int, d time.Duration, measure bool) (Measure, loadgen, error) {
 	prefix := filepath.Join(cfg.WorkDir, "pgbench-log")
 	old, _ := filepath.Glob(prefix + ".*")
 	for _, f := range old {
 		os.Remove(f)
 	}
-	args := []string{"-n", "-M", "prepared", "-f", script, "-c", strconv.Itoa(conns), "-j", strconv.Itoa(min(cfg.Threads, conns)),
+	threads := min(cfg.Threads, conns)
+	args := []string{"-n", "-M", "prepared", "-f", script, "-c", strconv.Itoa(conns), "-j", strconv.Itoa(threads),
 		"-T", strconv.Itoa(max(int(d.Seconds()), 1))}
 	if measure { // per-transaction latencies, for the percentiles
 		args = append(args, "--log", "--log-prefix", prefix)
 	}
 	args = append(args, dsn)
-	out, cpu, err := runTool(ctx, cfg.Pgbench, args, d)
-	if err != nil {
-		return Measure{}, cpu, err
+	out, gen, err := runTool(ctx, cfg.Pgbench, args, d)
+	gen.threads = threads
+	// pgbench exits 2 when a client aborted on an SQL error (anything but a
+	// serialization failure or deadlock) or lost its connection, after
+	// printing the totals of what ran: the aborted clients are errors of
+	// this row, not the end of the run. Any other failure (no connection
+	// at the start, bad arguments) is.
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 2 && pgbenchAborted(out) > 0) {
+		return Measure{}, gen, err
 	}
 	if !measure {
-		return Measure{}, cpu, nil
+		return Measure{}, gen, nil
 	}
 	m, err := ParsePgbench(out, prefix, d)
-	return m, cpu, err
+	return m, gen, err
 }
 
-func (cfg Config) wrk(ctx context.Context, url string, conns int, d time.Duration) (Measure, time.Duration, error) {
-	args := []string{"-t", strconv.Itoa(min(cfg.Threads, conns)), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", max(int(d.Seconds()), 1)), // wrk takes whole seconds
+func (cfg Config) wrk(ctx context.Context, url string, conns int, d time.Duration) (Measure, loadgen, error) {
+	threads := min(cfg.Threads, conns)
+	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", max(int(d.Seconds()), 1)), // wrk takes whole seconds
 		"--latency", "--timeout", "5s", url}
-	out, cpu, err := runTool(ctx, cfg.Wrk, args, d)
+	out, gen, err := runTool(ctx, cfg.Wrk, args, d)
+	gen.threads = threads
 	if err != nil {
-		return Measure{}, cpu, err
+		return Measure{}, gen, err
 	}
 	m, err := ParseWrk(out)
-	return m, cpu, err
+	return m, gen, err
+}
+
+// loadgen is what a load generator's run cost it.
+type loadgen struct {
+	cpu     time.Duration // user + system, from wait4's rusage (not /proc)
+	wall    time.Duration // from start to exit
+	threads int           // wrk -t, pgbench -j
+}
+
+// loadgenBoundShare is how much of the cores its threads can run on a load
+// generator may use before its row is marked as measuring the generator.
+const loadgenBoundShare = 0.9
+
+// loadgenBound says whether a load generator that used cores (CPU seconds
+// per wall second) with threads threads on a machine of machineCores was at
+// its own limit: each of its threads runs on at most one core, so it can
+// never use more than min(threads, machineCores) cores; past 90% of that it
+// cannot go faster, and the row's rate is the generator's, not the path's.
+// This is the only case it flags. Below it the generator still shares the
+// cores with the stack (its CPU per 1000 requests is in the table), so a
+// faster generator would free some CPU for the stack, but it was not what
+// stopped the rate.
+func loadgenBound(cores float64, threads, machineCores int) bool {
+	usable := min(threads, machineCores)
+	return usable > 0 && cores > loadgenBoundShare*float64(usable)
 }
 
 // runTool runs a load generator bounded by its own duration plus a margin,
-// and returns its output and the CPU it used (user + system).
-func runTool(ctx context.Context, bin string, args []string, d time.Duration) ([]byte, time.Duration, error) {
+// and returns its output (stdout and stderr) and what it cost.
+func runTool(ctx context.Context, bin string, args []string, d time.Duration) ([]byte, loadgen, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
 	err := cmd.Run()
-	var cpu time.Duration
+	gen := loadgen{wall: time.Since(start)}
 	if cmd.ProcessState != nil {
-		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		gen.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
 	if err != nil {
-		return out.Bytes(), cpu, fmt.Errorf("%s: %w\n%s", filepath.Base(bin), err, out.Bytes())
+		return out.Bytes(), gen, fmt.Errorf("%s: %w\n%s", filepath.Base(bin), err, out.Bytes())
 	}
-	return out.Bytes(), cpu, nil
+	return out.Bytes(), gen, nil
 }
