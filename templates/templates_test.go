@@ -182,6 +182,7 @@ func TestTemplatesAgainstRealConsul(t *testing.T) {
 		{"postgres-follower", "f1", "follower-1", 21002, true},
 		// Failing its check (e.g. not in recovery): must never take reads.
 		{"postgres-follower", "f2", "follower-2", 21003, false},
+		{"postgres-primary", "p0", "primary", 23001, true},
 		{"backend", "b0", "backend-0", 22001, true},
 		{"backend", "b1", "backend-1", 22002, true},
 		{"backend", "b2", "backend-2", 22003, false},
@@ -197,6 +198,8 @@ func TestTemplatesAgainstRealConsul(t *testing.T) {
 		want := []string{
 			"server follower-0_127.0.0.1:21001 127.0.0.1:21001 check",
 			"server follower-1_127.0.0.1:21002 127.0.0.1:21002 check",
+			// Reads go to the primary only while no follower is up.
+			"server primary_127.0.0.1:23001 127.0.0.1:23001 check backup",
 		}
 		if strings.Join(servers, "\n") != strings.Join(want, "\n") {
 			t.Fatalf("servers:\n%s\nwant:\n%s", strings.Join(servers, "\n"), strings.Join(want, "\n"))
@@ -220,11 +223,32 @@ func TestTemplatesAgainstRealConsul(t *testing.T) {
 		nginxCheck(t, env["NOMAD_TASK_DIR"], filepath.Join(env["NOMAD_TASK_DIR"], "nginx.conf"))
 	})
 
-	for _, in := range catalog {
-		if err := c.Agent().ServiceDeregister(in.id); err != nil {
-			t.Fatalf("deregister %s: %v", in.id, err)
+	gone := map[string]bool{}
+	deregister := func(service string) {
+		t.Helper()
+		for _, in := range catalog {
+			if gone[in.id] || (service != "" && in.service != service) {
+				continue
+			}
+			gone[in.id] = true
+			if err := c.Agent().ServiceDeregister(in.id); err != nil {
+				t.Fatalf("deregister %s: %v", in.id, err)
+			}
 		}
 	}
+
+	deregister("postgres-follower")
+	t.Run("haproxy without followers falls back on the primary", func(t *testing.T) {
+		env := taskEnv(t)
+		out := render(t, addr, "haproxy.ctmpl", env)
+		want := "server primary_127.0.0.1:23001 127.0.0.1:23001 check backup"
+		if s := lines(out, "server "); len(s) != 1 || s[0] != want {
+			t.Fatalf("servers = %q, want only %q", s, want)
+		}
+		haproxyCheck(t, filepath.Join(env["NOMAD_TASK_DIR"], "haproxy.conf"))
+	})
+
+	deregister("")
 
 	t.Run("haproxy with an empty catalog", func(t *testing.T) {
 		env := taskEnv(t)
