@@ -293,8 +293,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, statusResponse{Status: "ready", BackendID: s.id})
 }
 
-// storeError maps a store error to a status: not found 404, database
-// unreachable 503, anything else 500 (a bug or a schema problem).
 // decodeOne decodes exactly one JSON object with only known fields from r.
 func decodeOne(r io.Reader, v any) error {
 	dec := json.NewDecoder(r)
@@ -315,6 +313,9 @@ func decodeOne(r io.Reader, v any) error {
 // away before the answer: no HTTP client ever receives it.
 const statusClientClosedRequest = 499
 
+// storeError maps a store error to a status: not found 404, a reused
+// idempotency key 409, database unreachable 503, a client that went away
+// 499, anything else 500 (a bug or a schema problem).
 func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error, took float64) {
 	switch {
 	case errors.Is(err, ErrNotFound):

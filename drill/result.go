@@ -196,6 +196,8 @@ func (r *Result) Analyze(resumed time.Time) {
 // requests where none may fail, writes that failed other than with a 503,
 // lost or unverified writes. Slow: time targets.
 func Evaluate(r *Result) (misses, slow []string) {
+	// Empty, not nil: result.json says [] for "none missed", not null.
+	misses, slow = []string{}, []string{}
 	t := r.Targets
 	if t.ZeroFailed && r.Total.Failed > 0 {
 		misses = append(misses, fmt.Sprintf("%d failed requests (%s), want 0", r.Total.Failed, kinds(r.Total.Errors)))

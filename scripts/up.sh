@@ -45,7 +45,7 @@ start_agent() {
 
 start_agent consul -config-file "$ROOT/config/consul.hcl"
 start_agent nomad -config "$ROOT/config/nomad.hcl"
-hastack wait-agents -timeout 120s
+hastack wait-agents -timeout 120s || die "the agents are not ready: see $RUN_DIR/consul/consul.log and $RUN_DIR/nomad/nomad.log"
 hastack secrets
 
 # run_job NAME [-var k=v]... -- SERVICE=COUNT...: submits a job and waits
