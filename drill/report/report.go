@@ -204,7 +204,8 @@ func Chart(r *drill.Result) string {
 		if p.log {
 			ymax = math.Ceil(math.Log10(math.Max(ymax, 10)))
 		} else {
-			ymax = niceCeil(ymax)
+			// Headroom: a series at its maximum stays off the frame.
+			ymax = niceCeil(ymax * 1.05)
 		}
 		ypos := func(v float64) float64 {
 			if p.log {
@@ -236,7 +237,7 @@ func Chart(r *drill.Result) string {
 			fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.0f" y2="%.0f" stroke="#ccc"/><text x="%.1f" y="%.0f" font-size="11" text-anchor="middle" fill="#555">%+.0fs</text>`,
 				x, x, top+panelH, top+panelH+4, x, top+panelH+16, t)
 		}
-		for _, s := range p.s {
+		for si, s := range p.s {
 			var pts []string
 			for i, v := range s.Values {
 				pts = append(pts, fmt.Sprintf("%.1f,%.1f", xpos(xs[i]+tl.StepS/2), ypos(v)))
@@ -245,8 +246,15 @@ func Chart(r *drill.Result) string {
 			if s.Dashed {
 				dash = ` stroke-dasharray="4 3"`
 			}
-			fmt.Fprintf(&b, `<polyline class="series" data-series="%s" fill="none" stroke="%s" stroke-width="1.8"%s points="%s"/>`,
-				template.HTMLEscapeString(s.Name), s.Color, dash, strings.Join(pts, " "))
+			// The first series of a panel is drawn wider, under the others:
+			// two instances with the same traffic draw the same line, and
+			// the first must still show around the second.
+			width := 1.8
+			if si == 0 && len(p.s) > 1 {
+				width = 4
+			}
+			fmt.Fprintf(&b, `<polyline class="series" data-series="%s" fill="none" stroke="%s" stroke-width="%.1f"%s points="%s"/>`,
+				template.HTMLEscapeString(s.Name), s.Color, width, dash, strings.Join(pts, " "))
 		}
 		// legend
 		for i, s := range p.s {
