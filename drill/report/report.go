@@ -135,7 +135,7 @@ const (
 	padR     = 150.0 // legend
 	panelH   = 150.0
 	panelGap = 46.0
-	topPad   = 62.0
+	topPad   = 84.0 // room for six rows of marker labels
 )
 
 type series struct {
@@ -273,10 +273,11 @@ func Chart(r *drill.Result) string {
 		}
 		b.WriteString(`</g>`)
 	}
-	// Marker labels once, above the first panel: each in the first of four
-	// rows where it does not overlap the previous label.
+	// Marker labels once, above the first panel: each in the first row
+	// where it does not overlap the previous label; six rows, one per
+	// marker a scenario can have, so labels never overlap.
 	slices.SortStableFunc(markers, func(a, b Marker) int { return cmpFloat(a.AtS, b.AtS) })
-	var rowEnd [4]float64
+	var rowEnd [6]float64
 	for _, m := range markers {
 		x := xpos(m.AtS)
 		text := m.Label + " " + fmtS(m.AtS)
