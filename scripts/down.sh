@@ -60,9 +60,10 @@ descendants() {
 # A task orphaned by an agent that crashed still runs from its allocation
 # directory: it is ours, stop it rather than leave it behind, with the
 # children its command line does not name (Nginx and HAProxy workers,
-# Postgres backends), collected before the parents die.
+# Postgres backends), collected before the parents die; and so are the
+# agent's log collectors and task supervisors left without it.
 if [[ -d "$RUN_DIR" ]]; then
-	mapfile -t roots < <(pgrep -f -- "$RUN_DIR/nomad/data/alloc/" || true)
+	mapfile -t roots < <({ pgrep -f -- "$RUN_DIR/nomad/data/alloc/"; pgrep -f -- "^$BIN/nomad (logmon|executor)"; } || true)
 	if [[ ${#roots[@]} -gt 0 ]]; then
 		mapfile -t left < <(descendants "${roots[@]}" | sort -un)
 		log "stopping leftover processes: ${left[*]}"
