@@ -484,6 +484,14 @@ func newPool(ctx context.Context, dsn string, opts poolOptions) (*pgxpool.Pool, 
 	cfg.AfterRelease = keepConn
 	if opts.dial != nil {
 		cfg.ConnConfig.DialFunc = opts.dial
+		// pgx resolves the DSN's host before it dials, and gives up when
+		// that fails: the dialer decides where to go (it asks Consul), so
+		// the host goes to it as it is. A placeholder host, as the job
+		// renders while no instance passes, must not stop the pool from
+		// connecting once one does.
+		cfg.ConnConfig.LookupFunc = func(_ context.Context, host string) ([]string, error) {
+			return []string{host}, nil
+		}
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = time.Second
