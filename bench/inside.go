@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -21,6 +22,12 @@ const (
 	metricQuery   = "hastack_backend_read_query_duration_seconds"   // per batch: the query's round trip
 	metricBatch   = "hastack_backend_read_batch_size"               // per batch: reads in it
 	dataRoute     = "GET /data"
+
+	// Counters, kept as a Histogram with only its Count: what clients do
+	// not see because a retry hid it.
+	metricRetries  = "hastack_backend_read_retries_total" // reads retried on another connection
+	metricRequests = "hastack_backend_http_requests_total"
+	counterNot2xx  = metricRequests + " GET /data not 2xx" // GET /data answered with an error (Nginx may have retried it on the other backend)
 )
 
 // Inside is where the time went inside the backends during one measurement:
@@ -36,6 +43,11 @@ type Inside struct {
 	WaitP99    time.Duration `json:"batch_wait_p99_ns"`   // the oldest read of a batch: behind the query in flight, then waiting for company
 	QueryP99   time.Duration `json:"query_p99_ns"`        // the query's round trip through HAProxy to a follower
 	Under10ms  float64       `json:"requests_under_10ms"` // share of GET /data answered within 10 ms
+	// What a retry hid from the client: reads the backends retried on
+	// another connection, and GET /data they answered with an error
+	// (Nginx retries those on the other backend).
+	ReadRetries uint64 `json:"read_retries"`
+	Not2xx      uint64 `json:"backend_answers_not_2xx"`
 }
 
 // Histogram is a cumulative histogram: Counts[i] observations were at most
@@ -138,12 +150,34 @@ func ParseHistograms(r io.Reader) (Histograms, error) {
 			}
 		}
 	}
+	counters := Histograms{metricRetries: {}, counterNot2xx: {}}
+	if f, ok := families[metricRetries]; ok {
+		for _, m := range f.GetMetric() {
+			c := counters[metricRetries]
+			c.Count += uint64(m.GetCounter().GetValue())
+			counters[metricRetries] = c
+		}
+	}
+	if f, ok := families[metricRequests]; ok {
+		for _, m := range f.GetMetric() {
+			if routeOf(m) == dataRoute && !strings.HasPrefix(labelOf(m, "code"), "2") {
+				c := counters[counterNot2xx]
+				c.Count += uint64(m.GetCounter().GetValue())
+				counters[counterNot2xx] = c
+			}
+		}
+	}
+	if err := hs.add(counters); err != nil {
+		return nil, err
+	}
 	return hs, nil
 }
 
-func routeOf(m *dto.Metric) string {
+func routeOf(m *dto.Metric) string { return labelOf(m, "route") }
+
+func labelOf(m *dto.Metric, name string) string {
 	for _, l := range m.GetLabel() {
-		if l.GetName() == "route" {
+		if l.GetName() == name {
 			return l.GetValue()
 		}
 	}
@@ -249,6 +283,9 @@ func InsideFrom(d Histograms) Inside {
 		Batches:    batch.Count,
 		WaitP99:    sec(wait.Quantile(.99)),
 		QueryP99:   sec(query.Quantile(.99)),
+		// Zero when the backends export no such counter.
+		ReadRetries: d[metricRetries].Count,
+		Not2xx:      d[counterNot2xx].Count,
 	}
 	if u := req.Under(.01); !math.IsNaN(u) {
 		in.Under10ms = u

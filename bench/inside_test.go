@@ -112,3 +112,38 @@ func TestInsideOfAnIdleRunIsZeroNotNaN(t *testing.T) {
 		t.Errorf("inside %+v, want all zero (JSON has no NaN)", in)
 	}
 }
+
+func TestParseCountersHiddenByRetries(t *testing.T) {
+	counters := func(retries, ok, failed int) string {
+		return exposition([4]int{10, 80, 99, 100}, [4]int{5, 9, 10, 10}, [4]int{8, 10, 10, 10}, 10, 100) +
+			"# TYPE hastack_backend_read_retries_total counter\n" +
+			"hastack_backend_read_retries_total " + strconv.Itoa(retries) + "\n" +
+			"# TYPE hastack_backend_http_requests_total counter\n" +
+			`hastack_backend_http_requests_total{code="200",route="GET /data"} ` + strconv.Itoa(ok) + "\n" +
+			`hastack_backend_http_requests_total{code="503",route="GET /data"} ` + strconv.Itoa(failed) + "\n" +
+			`hastack_backend_http_requests_total{code="503",route="GET /readyz"} 40` + "\n" // not /data: must not count
+	}
+	before, err := ParseHistograms(strings.NewReader(counters(3, 1000, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := ParseHistograms(strings.NewReader(counters(10, 5000, 7)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := after.Sub(before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := InsideFrom(d); in.ReadRetries != 7 || in.Not2xx != 5 {
+		t.Fatalf("read retries %d, error answers %d; want 7 and 5", in.ReadRetries, in.Not2xx)
+	}
+	// A backend without the counters: zero, not an error.
+	plain, err := ParseHistograms(strings.NewReader(exposition([4]int{10, 80, 99, 100}, [4]int{5, 9, 10, 10}, [4]int{8, 10, 10, 10}, 10, 100)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := InsideFrom(plain); in.ReadRetries != 0 || in.Not2xx != 0 {
+		t.Fatalf("no counters: %+v", in)
+	}
+}

@@ -121,14 +121,14 @@ func (r *Report) writeInside(w io.Writer) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	fmt.Fprint(w, "\ninside the backends (their histograms over each measurement, both backends; percentiles within buckets): GET /data from handler to answer, and per read query the oldest read's wait in the queue and the query's round trip\n\n")
+	fmt.Fprint(w, "\ninside the backends (their histograms over each measurement, both backends; percentiles within buckets): GET /data from handler to answer, and per read query the oldest read's wait in the queue and the query's round trip; read retries and error answers are what a retry hid from the client (a read retried on another connection; an answer not 2xx, which Nginx retries on the other backend)\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\tconns\tclient p99\trequests\tp50\tp99\tunder 10ms\tqueries\treads/query\tqueue wait p99\tquery p99\t")
+	fmt.Fprintln(tw, "path\tconns\tclient p99\trequests\tp50\tp99\tunder 10ms\tqueries\treads/query\tqueue wait p99\tquery p99\tread retries\terror answers\t")
 	for _, row := range rows {
 		in := row.Inside
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%.2f%%\t%d\t%.1f\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%.2f%%\t%d\t%.1f\t%s\t%s\t%d\t%d\t\n",
 			row.Path, row.Conns, ms(row.Measure.P99), in.Requests, ms(in.RequestP50), ms(in.RequestP99), 100*in.Under10ms,
-			in.Batches, in.MeanBatch, ms(in.WaitP99), ms(in.QueryP99))
+			in.Batches, in.MeanBatch, ms(in.WaitP99), ms(in.QueryP99), in.ReadRetries, in.Not2xx)
 	}
 	return tw.Flush()
 }
