@@ -74,6 +74,7 @@ func TestStack(t *testing.T) {
 		{"WrittenRowIsReadableThroughTheFollowers", testWrittenRowIsReadableThroughTheFollowers},
 		{"FollowersHoldThePrimarysRows", testFollowersHoldThePrimarysRows},
 		{"BenchmarkSmoke", testBenchmarkSmoke},
+		{"RestartsDuringOutages", testRestartsDuringOutages},
 		{"Drills", testDrills},
 	} {
 		t.Run(c.name, c.test)

@@ -1,0 +1,200 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+
+	"hastack/cluster"
+	"hastack/drill"
+	"hastack/load"
+)
+
+// testRestartsDuringOutages checks that an instance that restarts while
+// what it depends on is down starts all the same and serves what it can:
+// a backend restarted while HAProxy is stopped reads straight from the
+// followers (and through HAProxy once it is back); a follower that crashes
+// while the primary does not pass its check starts again on its own data
+// and serves reads.
+func testRestartsDuringOutages(t *testing.T) {
+	c := clients(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	t.Run("BackendRestartsWhileHAProxyIsDown", func(t *testing.T) {
+		nomadCLI(t, "job", "stop", "haproxy")
+		// Whatever happens below, HAProxy comes back for the tests after.
+		defer func() {
+			nomadCLI(t, "job", "run", "-var-file=jobs/hastack.vars.hcl", "jobs/haproxy.nomad.hcl")
+			poll(t, ctx, "haproxy to pass again", c.ServicesPassing(map[string]int{"haproxy": 1}))
+			leaveBalanced(t, dataURL)
+		}()
+		poll(t, ctx, "haproxy to stop", c.JobsStopped([]string{"haproxy"}))
+
+		v, err := drill.ResolveVictim(ctx, c, drill.Roles["backend"], "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		restartAndWait(t, ctx, c, v)
+		poll(t, ctx, "both backends to pass", c.ServicesPassing(map[string]int{"backend": 2}))
+
+		res := loadRun(t, ctx, 100)
+		s := load.Summarize(res)
+		direct := 0
+		for _, r := range res {
+			if r.Direct {
+				direct++
+			}
+		}
+		t.Logf("HAProxy down, %s restarted: %d of %d reads ok, %d straight to a follower, backends %v",
+			v.Name, s.OK, s.Total, direct, s.PerBackend)
+		if s.Failed != 0 || s.PerBackend[v.Name] == 0 || direct != s.Total {
+			t.Errorf("want every read served, %s serving too, and every read going straight to a follower: %d failed (%v), %s served %d, %d of %d direct",
+				v.Name, s.Failed, s.Errors, v.Name, s.PerBackend[v.Name], direct, s.Total)
+		}
+	})
+
+	t.Run("FollowerRestartsWhilePrimaryIsDown", func(t *testing.T) {
+		in := drill.Injector{Clients: c, Procfs: drill.HostProcfs}
+		primary, err := drill.ResolveVictim(ctx, c, drill.Roles["primary"], "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A frozen primary fails its check: it leaves the passing set, and
+		// the followers' primary.env renders empty.
+		resume, err := in.Freeze(ctx, &primary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		defer func() {
+			if !resumed {
+				_ = resume()
+			}
+		}()
+		poll(t, ctx, "the frozen primary to leave the passing set", func(ctx context.Context) error {
+			if p, err := c.Passing(ctx, "postgres-primary"); err != nil || len(p) > 0 {
+				return fmt.Errorf("passing primaries %v, err %v", p, err)
+			}
+			return nil
+		})
+
+		v, err := drill.ResolveVictim(ctx, c, drill.Roles["follower"], "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := taskStartedAt(t, ctx, c, v)
+		if err := in.Kill(ctx, &v); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, ctx, v.Name+" to run again", func(ctx context.Context) error {
+			if at := taskStartedAt(t, ctx, c, v); !at.After(before) {
+				return fmt.Errorf("%s not started again yet", v.Name)
+			}
+			return nil
+		})
+		poll(t, ctx, v.Name+" to pass its check with no primary", func(ctx context.Context) error {
+			if p, err := c.Passing(ctx, "postgres-primary"); err != nil || len(p) > 0 {
+				return fmt.Errorf("the primary passes again (%v, err %v): the test no longer shows anything", p, err)
+			}
+			insts, err := c.Passing(ctx, "postgres-follower")
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(insts, func(i cluster.Instance) bool { return i.Meta["name"] == v.Name }) {
+				return fmt.Errorf("%s not passing yet", v.Name)
+			}
+			return nil
+		})
+		// Its share of the reads comes back as the backends spread their
+		// connections again; a bounded wait, not a fixed one.
+		poll(t, ctx, v.Name+" to serve reads with no primary", func(ctx context.Context) error {
+			s := load.Summarize(loadRun(t, ctx, 100))
+			if s.Failed != 0 {
+				return fmt.Errorf("%d reads failed (%v)", s.Failed, s.Errors)
+			}
+			if s.PerFollower[v.Name] == 0 {
+				return fmt.Errorf("no read from %s yet: %v", v.Name, s.PerFollower)
+			}
+			return nil
+		})
+		resumed = true
+		if err := resume(); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, ctx, "the primary to pass again", c.ServicesPassing(map[string]int{"postgres-primary": 1}))
+		leaveBalanced(t, dataURL)
+	})
+}
+
+// nomadCLI runs bin/nomad from the repository root, as a user would.
+func nomadCLI(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(root, "bin", "nomad"), args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nomad %v: %v\n%s", args, err, out)
+	}
+}
+
+func poll(t *testing.T, ctx context.Context, what string, cond func(context.Context) error) {
+	t.Helper()
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := cluster.Poll(pctx, what, cond); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// loadRun sends n GETs to /data, read-only, and returns their outcomes.
+func loadRun(t *testing.T, ctx context.Context, n int) []load.Result {
+	t.Helper()
+	var res []load.Result
+	cfg := load.Config{URL: dataURL, Requests: n, Concurrency: 4, Rate: 200, Timeout: 5 * time.Second}
+	if err := load.Run(ctx, cfg, nil, func(r load.Result) { res = append(res, r) }); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// taskStartedAt is when the victim's task last started, as Nomad says.
+func taskStartedAt(t *testing.T, ctx context.Context, c *cluster.Clients, v drill.Victim) time.Time {
+	t.Helper()
+	a, _, err := c.Nomad.Allocations().Info(v.AllocID, (&nomad.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := a.TaskStates[v.Task]
+	if ts == nil || ts.State != "running" {
+		return time.Time{}
+	}
+	return ts.StartedAt
+}
+
+// restartAndWait restarts the victim's allocation in place (nomad alloc
+// restart) and waits until its task runs again.
+func restartAndWait(t *testing.T, ctx context.Context, c *cluster.Clients, v drill.Victim) {
+	t.Helper()
+	before := taskStartedAt(t, ctx, c, v)
+	a, _, err := c.Nomad.Allocations().Info(v.AllocID, (&nomad.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Nomad.Allocations().Restart(a, v.Task, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
+		t.Fatalf("restart %s: %v", v.Name, err)
+	}
+	poll(t, ctx, v.Name+" to run again", func(ctx context.Context) error {
+		if at := taskStartedAt(t, ctx, c, v); !at.After(before) {
+			return fmt.Errorf("%s not started again yet", v.Name)
+		}
+		return nil
+	})
+}
