@@ -160,7 +160,9 @@ func ParseHistograms(r io.Reader) (Histograms, error) {
 	}
 	if f, ok := families[metricRequests]; ok {
 		for _, m := range f.GetMetric() {
-			if routeOf(m) == dataRoute && !strings.HasPrefix(labelOf(m, "code"), "2") {
+			// 499: the client went away first (wrk closes its connections
+			// with requests in flight when its time is up): no answer lost.
+			if code := labelOf(m, "code"); routeOf(m) == dataRoute && !strings.HasPrefix(code, "2") && code != "499" {
 				c := counters[counterNot2xx]
 				c.Count += uint64(m.GetCounter().GetValue())
 				counters[counterNot2xx] = c
