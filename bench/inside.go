@@ -27,7 +27,7 @@ const (
 	// not see because a retry hid it.
 	metricRetries  = "hastack_backend_read_retries_total" // reads retried on another connection
 	metricRequests = "hastack_backend_http_requests_total"
-	counterNot2xx  = metricRequests + " GET /data not 2xx" // GET /data answered with an error (Nginx may have retried it on the other backend)
+	counterNot2xx  = metricRequests + " GET /data not 2xx" // GET /data answered with an error (Nginx may have retried it on the other backend); not 499, a client gone first
 )
 
 // Inside is where the time went inside the backends during one measurement:

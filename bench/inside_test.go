@@ -121,6 +121,7 @@ func TestParseCountersHiddenByRetries(t *testing.T) {
 			"# TYPE hastack_backend_http_requests_total counter\n" +
 			`hastack_backend_http_requests_total{code="200",route="GET /data"} ` + strconv.Itoa(ok) + "\n" +
 			`hastack_backend_http_requests_total{code="503",route="GET /data"} ` + strconv.Itoa(failed) + "\n" +
+			`hastack_backend_http_requests_total{code="499",route="GET /data"} 9` + "\n" + // the client went away: not an error answer
 			`hastack_backend_http_requests_total{code="503",route="GET /readyz"} 40` + "\n" // not /data: must not count
 	}
 	before, err := ParseHistograms(strings.NewReader(counters(3, 1000, 2)))

@@ -121,7 +121,7 @@ func (r *Report) writeInside(w io.Writer) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	fmt.Fprint(w, "\ninside the backends (their histograms over each measurement, both backends; percentiles within buckets): GET /data from handler to answer, and per read query the oldest read's wait in the queue and the query's round trip; read retries and error answers are what a retry hid from the client (a read retried on another connection; an answer not 2xx, which Nginx retries on the other backend)\n\n")
+	fmt.Fprint(w, "\ninside the backends (their histograms over each measurement, both backends; percentiles within buckets): GET /data from handler to answer, and per read query the oldest read's wait in the queue and the query's round trip; read retries and error answers are what a retry hid from the client (a read retried on another connection; an answer not 2xx, which Nginx retries on the other backend; not counting 499, a client that went away first, as wrk does with the requests in flight when its time is up)\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "path\tconns\tclient p99\trequests\tp50\tp99\tunder 10ms\tqueries\treads/query\tqueue wait p99\tquery p99\tread retries\terror answers\t")
 	for _, row := range rows {
