@@ -41,15 +41,19 @@ const PollInterval = 250 * time.Millisecond
 var ErrNotYet = errors.New("not yet")
 
 // Poll calls cond until it returns nil or ctx ends. what names the condition
-// in the error, which carries the last reason the condition gave.
+// in the error, which carries the last reason the condition gave before the
+// deadline: a call that the deadline itself cut short says nothing about it.
 func Poll(ctx context.Context, what string, cond func(context.Context) error) error {
 	t := time.NewTicker(PollInterval)
 	defer t.Stop()
 	var last error
 	for {
-		last = cond(ctx)
-		if last == nil {
+		err := cond(ctx)
+		if err == nil {
 			return nil
+		}
+		if ctx.Err() == nil || last == nil {
+			last = err
 		}
 		select {
 		case <-ctx.Done():

@@ -30,10 +30,12 @@ func testRestartsDuringOutages(t *testing.T) {
 	defer cancel()
 
 	t.Run("BackendRestartsWhileHAProxyIsDown", func(t *testing.T) {
-		nomadCLI(t, "job", "stop", "haproxy")
+		// -detach: the CLI's deployment monitor exits 1 when the stop
+		// cancels a deployment still in progress; the poll below waits.
+		nomadCLI(t, "job", "stop", "-detach", "haproxy")
 		// Whatever happens below, HAProxy comes back for the tests after.
 		defer func() {
-			nomadCLI(t, "job", "run", "-var-file=jobs/hastack.vars.hcl", "jobs/haproxy.nomad.hcl")
+			nomadCLI(t, "job", "run", "-detach", "-var-file=jobs/hastack.vars.hcl", "jobs/haproxy.nomad.hcl")
 			poll(t, ctx, "haproxy to pass again", c.ServicesPassing(map[string]int{"haproxy": 1}))
 			leaveBalanced(t, dataURL)
 		}()
