@@ -46,9 +46,6 @@ type Result struct {
 	After        Phase        `json:"after"`  // from serving again to the end
 	FailedReads  int          `json:"failed_reads"`
 	FailedWrites int          `json:"failed_writes"`
-	// DirectReads are the reads that went around HAProxy, straight to a
-	// follower, while it was unreachable (load.Result.Direct).
-	DirectReads int `json:"direct_reads"`
 	// FailedWriteP99MS is how long failed writes took to fail: a clean
 	// outage answers quickly.
 	FailedWriteP99MS float64 `json:"failed_write_p99_ms"`
@@ -173,12 +170,6 @@ func (r *Result) Analyze(resumed time.Time) {
 	r.After = PhaseOf(res, recovered, r.End.Add(time.Nanosecond))
 	r.FailedReads = CountFailed(res, http.MethodGet)
 	r.FailedWrites = CountFailed(res, http.MethodPost)
-	r.DirectReads = 0
-	for _, q := range res {
-		if q.OK() && q.Direct {
-			r.DirectReads++
-		}
-	}
 	var failedWrites []time.Duration
 	for _, q := range res {
 		if !q.OK() && q.Method == http.MethodPost {

@@ -118,9 +118,8 @@ func leaveBalanced(t *testing.T, url string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	err := cluster.Poll(ctx, "reads to spread over both backends and both followers after the drills", func(ctx context.Context) error {
-		var res []load.Result
-		cfg := load.Config{URL: url, Requests: 200, Concurrency: 4, Rate: 100, Timeout: 5 * time.Second}
-		if err := load.Run(ctx, cfg, nil, func(r load.Result) { res = append(res, r) }); err != nil {
+		res, err := runLoad(ctx, load.Config{URL: url, Requests: 200, Concurrency: 4, Rate: 100, Timeout: 5 * time.Second})
+		if err != nil {
 			return err
 		}
 		s := load.Summarize(res)

@@ -5,8 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -32,10 +30,14 @@ func testRestartsDuringOutages(t *testing.T) {
 	t.Run("BackendRestartsWhileHAProxyIsDown", func(t *testing.T) {
 		// -detach: the CLI's deployment monitor exits 1 when the stop
 		// cancels a deployment still in progress; the poll below waits.
-		nomadCLI(t, "job", "stop", "-detach", "haproxy")
+		if _, err := nomadCLI("job", "stop", "-detach", "haproxy"); err != nil {
+			t.Fatal(err)
+		}
 		// Whatever happens below, HAProxy comes back for the tests after.
 		defer func() {
-			nomadCLI(t, "job", "run", "-detach", "-var-file=jobs/hastack.vars.hcl", "jobs/haproxy.nomad.hcl")
+			if _, err := nomadCLI("job", "run", "-detach", "-var-file=jobs/hastack.vars.hcl", "jobs/haproxy.nomad.hcl"); err != nil {
+				t.Fatal(err)
+			}
 			poll(t, ctx, "haproxy to pass again", c.ServicesPassing(map[string]int{"haproxy": 1}))
 			leaveBalanced(t, dataURL)
 		}()
@@ -48,19 +50,12 @@ func testRestartsDuringOutages(t *testing.T) {
 		restartAndWait(t, ctx, c, v)
 		poll(t, ctx, "both backends to pass", c.ServicesPassing(map[string]int{"backend": 2}))
 
-		res := loadRun(t, ctx, 100)
-		s := load.Summarize(res)
-		direct := 0
-		for _, r := range res {
-			if r.Direct {
-				direct++
-			}
-		}
+		s := load.Summarize(reads(t, ctx))
 		t.Logf("HAProxy down, %s restarted: %d of %d reads ok, %d straight to a follower, backends %v",
-			v.Name, s.OK, s.Total, direct, s.PerBackend)
-		if s.Failed != 0 || s.PerBackend[v.Name] == 0 || direct != s.Total {
+			v.Name, s.OK, s.Total, s.Direct, s.PerBackend)
+		if s.Failed != 0 || s.PerBackend[v.Name] == 0 || s.Direct != s.Total {
 			t.Errorf("want every read served, %s serving too, and every read going straight to a follower: %d failed (%v), %s served %d, %d of %d direct",
-				v.Name, s.Failed, s.Errors, v.Name, s.PerBackend[v.Name], direct, s.Total)
+				v.Name, s.Failed, s.Errors, v.Name, s.PerBackend[v.Name], s.Direct, s.Total)
 		}
 	})
 
@@ -119,7 +114,7 @@ func testRestartsDuringOutages(t *testing.T) {
 		// Its share of the reads comes back as the backends spread their
 		// connections again; a bounded wait, not a fixed one.
 		poll(t, ctx, v.Name+" to serve reads with no primary", func(ctx context.Context) error {
-			s := load.Summarize(loadRun(t, ctx, 100))
+			s := load.Summarize(reads(t, ctx))
 			if s.Failed != 0 {
 				return fmt.Errorf("%d reads failed (%v)", s.Failed, s.Errors)
 			}
@@ -137,16 +132,6 @@ func testRestartsDuringOutages(t *testing.T) {
 	})
 }
 
-// nomadCLI runs bin/nomad from the repository root, as a user would.
-func nomadCLI(t *testing.T, args ...string) {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(root, "bin", "nomad"), args...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nomad %v: %v\n%s", args, err, out)
-	}
-}
-
 func poll(t *testing.T, ctx context.Context, what string, cond func(context.Context) error) {
 	t.Helper()
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -156,12 +141,11 @@ func poll(t *testing.T, ctx context.Context, what string, cond func(context.Cont
 	}
 }
 
-// loadRun sends n GETs to /data, read-only, and returns their outcomes.
-func loadRun(t *testing.T, ctx context.Context, n int) []load.Result {
+// reads sends 100 GETs to /data and returns their outcomes.
+func reads(t *testing.T, ctx context.Context) []load.Result {
 	t.Helper()
-	var res []load.Result
-	cfg := load.Config{URL: dataURL, Requests: n, Concurrency: 4, Rate: 200, Timeout: 5 * time.Second}
-	if err := load.Run(ctx, cfg, nil, func(r load.Result) { res = append(res, r) }); err != nil {
+	res, err := runLoad(ctx, load.Config{URL: dataURL, Requests: 100, Concurrency: 4, Rate: 200, Timeout: 5 * time.Second})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return res

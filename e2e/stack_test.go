@@ -32,13 +32,30 @@ func clients(t *testing.T) *cluster.Clients {
 	return c
 }
 
+// nomadCLI runs bin/nomad from the repository root, as a user would (file()
+// in the jobs resolves from there), and returns what it printed.
+func nomadCLI(args ...string) ([]byte, error) {
+	cmd := exec.Command(filepath.Join(root, "bin", "nomad"), args...)
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("nomad %v: %w\n%s", args, err, out)
+	}
+	return out, nil
+}
+
+// runLoad sends cfg's requests and returns every outcome.
+func runLoad(ctx context.Context, cfg load.Config) ([]load.Result, error) {
+	var res []load.Result
+	err := load.Run(ctx, cfg, nil, func(r load.Result) { res = append(res, r) })
+	return res, err
+}
+
 func testJobFilesAreFormattedAndValid(t *testing.T) {
 	run := func(args ...string) {
 		t.Helper()
-		cmd := exec.Command(filepath.Join(root, "bin", "nomad"), args...)
-		cmd.Dir = root // file() in the jobs resolves from the repository root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("nomad %v: %v\n%s", args, err, out)
+		if _, err := nomadCLI(args...); err != nil {
+			t.Error(err)
 		}
 	}
 	run("fmt", "-check", "-recursive", "jobs/")
@@ -75,8 +92,8 @@ func testCatalogListsEveryService(t *testing.T) {
 
 func testLoadSpreadsOverBothBackendsAndFollowers(t *testing.T) {
 	cfg := load.Config{URL: dataURL, Requests: 600, Duration: 2 * time.Minute, Concurrency: 8, Timeout: 5 * time.Second}
-	var results []load.Result
-	if err := load.Run(context.Background(), cfg, nil, func(r load.Result) { results = append(results, r) }); err != nil {
+	results, err := runLoad(context.Background(), cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
 	s := load.Summarize(results)

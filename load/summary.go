@@ -29,6 +29,9 @@ type Summary struct {
 	Errors      map[ErrorKind]int `json:"errors"`
 	PerBackend  map[string]int    `json:"per_backend"`  // every answer that named a backend
 	PerFollower map[string]int    `json:"per_follower"` // by follower name; GETs only
+	// Direct are the reads that went around HAProxy, straight to a
+	// follower, while it was unreachable (Result.Direct).
+	Direct int `json:"direct"`
 
 	P50   time.Duration `json:"p50_ns"`
 	P90   time.Duration `json:"p90_ns"`
@@ -74,6 +77,9 @@ func Summarize(results []Result) Summary {
 		if r.Follower != "" {
 			s.PerFollower[r.Follower]++
 		}
+		if r.Direct {
+			s.Direct++
+		}
 		if r.Method == http.MethodPost {
 			s.Writes++
 			if r.OK() && r.ID != 0 {
@@ -114,6 +120,9 @@ func (s Summary) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "per backend:   %s\n", shares(s.PerBackend))
 	fmt.Fprintf(&b, "per follower:  %s\n", shares(s.PerFollower))
+	if s.Direct > 0 {
+		fmt.Fprintf(&b, "around HAProxy: %d reads went straight to a follower while it was unreachable\n", s.Direct)
+	}
 	fmt.Fprintf(&b, "errors:        %s\n", counts(s.Errors))
 	fmt.Fprintf(&b, "latency:       p50 %s  p90 %s  p99 %s  max %s\n",
 		FormatLatency(s.P50), FormatLatency(s.P90), FormatLatency(s.P99), FormatLatency(s.Max))

@@ -61,6 +61,7 @@ func TestSummarize(t *testing.T) {
 		default:
 			r.Backend = []string{"backend-0", "backend-1"}[i%2]
 			r.Follower = []string{"follower-0", "follower-1", "follower-2"}[i%3]
+			r.Direct = i > 95 // 96..99: around HAProxy
 		}
 		if i%25 == 1 { // 1, 26, 51, 76
 			r.Method, r.Status, r.ID, r.Follower = "POST", 201, int64(i), ""
@@ -85,6 +86,9 @@ func TestSummarize(t *testing.T) {
 	}
 	if followers != 85 || len(s.PerFollower) != 3 {
 		t.Errorf("per follower = %v (sum %d), want 3 followers summing to 85", s.PerFollower, followers)
+	}
+	if s.Direct != 4 {
+		t.Errorf("direct = %d, want 4", s.Direct)
 	}
 	if s.Writes != 4 || s.WriteIDs != 4 {
 		t.Errorf("writes/ids = %d/%d, want 4/4", s.Writes, s.WriteIDs)
@@ -113,6 +117,7 @@ func TestSummarize(t *testing.T) {
 		"errors:        http_503 10  timeout 1",
 		"p50 50.0ms  p90 90.0ms  p99 99.0ms  max 100.0ms",
 		"writes:        4 sent, 4 ids returned",
+		"around HAProxy: 4 reads went straight to a follower",
 	} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, text.String())
@@ -127,7 +132,7 @@ func TestSummarize(t *testing.T) {
 	if err := json.Unmarshal(data, &decoded); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"total", "per_backend", "per_follower", "errors", "p50_ms", "max_ms", "duration_ms", "throughput_rps", "write_ids"} {
+	for _, key := range []string{"total", "per_backend", "per_follower", "errors", "p50_ms", "max_ms", "duration_ms", "throughput_rps", "write_ids", "direct"} {
 		if _, ok := decoded[key]; !ok {
 			t.Errorf("JSON lacks %q: %s", key, data)
 		}

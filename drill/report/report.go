@@ -71,8 +71,8 @@ func scenarioView(r *drill.Result) scenario {
 		{"follower share before / after", drill.ShareText(r.Before.FollowerShare) + " / " + drill.ShareText(r.After.FollowerShare)},
 		{"acknowledged writes lost", fmt.Sprintf("%d of %d (checked on %s)", r.Writes.Lost(), r.Writes.Acked, strings.Join(r.Writes.Checked, ", "))},
 	}
-	if r.DirectReads > 0 {
-		s.Facts = append(s.Facts, [2]string{"reads that went around HAProxy", fmt.Sprint(r.DirectReads)})
+	if r.Total.Direct > 0 {
+		s.Facts = append(s.Facts, [2]string{"reads that went around HAProxy", fmt.Sprint(r.Total.Direct)})
 	}
 	if e.ResumedMS != nil {
 		s.Facts = append(s.Facts, [2]string{"resumed (SIGCONT)", drill.FormatMS(e.ResumedMS)})
