@@ -135,7 +135,10 @@ const (
 	padR     = 150.0 // legend
 	panelH   = 150.0
 	panelGap = 46.0
-	topPad   = 84.0 // room for six rows of marker labels
+	// One row of marker labels per marker a scenario can have (Markers:
+	// the fault and five moments), 11 px each, above the first panel.
+	markerRows = 6
+	topPad     = 18.0 + markerRows*11
 )
 
 type series struct {
@@ -274,10 +277,10 @@ func Chart(r *drill.Result) string {
 		b.WriteString(`</g>`)
 	}
 	// Marker labels once, above the first panel: each in the first row
-	// where it does not overlap the previous label; six rows, one per
-	// marker a scenario can have, so labels never overlap.
+	// where it does not overlap the previous label; a row per marker, so
+	// labels never overlap.
 	slices.SortStableFunc(markers, func(a, b Marker) int { return cmpFloat(a.AtS, b.AtS) })
-	var rowEnd [6]float64
+	var rowEnd [markerRows]float64
 	for _, m := range markers {
 		x := xpos(m.AtS)
 		text := m.Label + " " + fmtS(m.AtS)

@@ -580,3 +580,16 @@ func TestChromiumMissing(t *testing.T) {
 		t.Fatalf("Chromium() without a browser = %v", err)
 	}
 }
+
+// A scenario with every moment (a freeze: resumed too) has no more markers
+// than the chart has label rows, so no two labels share a row's place.
+func TestMarkersFitTheirLabelRows(t *testing.T) {
+	v := func(ms float64) *float64 { return &ms }
+	r := &drill.Result{Events: drill.Events{
+		ResumedMS: v(10000), OutOfRotationMS: v(1000), HealthyMS: v(10500),
+		BackInRotationMS: v(10600), ServedAgainMS: v(10700),
+	}}
+	if n := len(Markers(r)); n != markerRows {
+		t.Fatalf("%d markers for a scenario with every moment, %d label rows", n, markerRows)
+	}
+}
