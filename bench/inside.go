@@ -150,24 +150,25 @@ func ParseHistograms(r io.Reader) (Histograms, error) {
 			}
 		}
 	}
-	counters := Histograms{metricRetries: {}, counterNot2xx: {}}
-	if f, ok := families[metricRetries]; ok {
-		for _, m := range f.GetMetric() {
-			c := counters[metricRetries]
-			c.Count += uint64(m.GetCounter().GetValue())
-			counters[metricRetries] = c
-		}
-	}
-	if f, ok := families[metricRequests]; ok {
-		for _, m := range f.GetMetric() {
-			// 499: the client went away first (wrk closes its connections
-			// with requests in flight when its time is up): no answer lost.
-			if code := labelOf(m, "code"); routeOf(m) == dataRoute && !strings.HasPrefix(code, "2") && code != "499" {
-				c := counters[counterNot2xx]
-				c.Count += uint64(m.GetCounter().GetValue())
-				counters[counterNot2xx] = c
+	// sum adds up a counter family's series that keep accepts; a family
+	// the backends do not export sums to zero.
+	sum := func(family string, keep func(*dto.Metric) bool) Histogram {
+		var h Histogram
+		for _, m := range families[family].GetMetric() {
+			if keep(m) {
+				h.Count += uint64(m.GetCounter().GetValue())
 			}
 		}
+		return h
+	}
+	counters := Histograms{
+		metricRetries: sum(metricRetries, func(*dto.Metric) bool { return true }),
+		// 499: the client went away first (wrk closes its connections with
+		// requests in flight when its time is up): no answer lost.
+		counterNot2xx: sum(metricRequests, func(m *dto.Metric) bool {
+			code := labelOf(m, "code")
+			return routeOf(m) == dataRoute && !strings.HasPrefix(code, "2") && code != "499"
+		}),
 	}
 	if err := hs.add(counters); err != nil {
 		return nil, err

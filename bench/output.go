@@ -50,7 +50,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.2f/%d\t%s\t\n",
 			row.Path, row.Conns, m.RPS, ms(m.P50), ms(m.P99), m.Errors, ofDB, ofHAProxy,
 			c["nginx"], c["backend"], c["haproxy"], c["postgres"], c["loadgen"], c["platform"],
-			row.LoadgenCores, min(row.LoadgenThreads, r.Cores), rss)
+			row.LoadgenCores, loadgenUsable(row.LoadgenThreads, r.Cores), rss)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -68,7 +68,7 @@ func (r *Report) writeLoadgen(w io.Writer) {
 	var busiest *Row
 	for i, row := range r.Rows {
 		if row.LoadgenBound {
-			bound = append(bound, fmt.Sprintf("%s at %d (%.2f of %d cores)", row.Path, row.Conns, row.LoadgenCores, min(row.LoadgenThreads, r.Cores)))
+			bound = append(bound, fmt.Sprintf("%s at %d (%.2f of %d cores)", row.Path, row.Conns, row.LoadgenCores, loadgenUsable(row.LoadgenThreads, r.Cores)))
 		}
 		if busiest == nil || row.LoadgenCores > busiest.LoadgenCores {
 			busiest = &r.Rows[i]
@@ -80,7 +80,7 @@ func (r *Report) writeLoadgen(w io.Writer) {
 			100*loadgenBoundShare, strings.Join(bound, ", "))
 	case busiest != nil:
 		fmt.Fprintf(w, "the load generator stayed under %.0f%% of the cores its threads can use in every row (busiest: %s at %d, %.2f of %d cores)\n",
-			100*loadgenBoundShare, busiest.Path, busiest.Conns, busiest.LoadgenCores, min(busiest.LoadgenThreads, r.Cores))
+			100*loadgenBoundShare, busiest.Path, busiest.Conns, busiest.LoadgenCores, loadgenUsable(busiest.LoadgenThreads, r.Cores))
 	}
 }
 

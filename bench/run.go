@@ -333,9 +333,13 @@ const loadgenBoundShare = 0.9
 // faster generator would free some CPU for the stack, but it was not what
 // stopped the rate.
 func loadgenBound(cores float64, threads, machineCores int) bool {
-	usable := min(threads, machineCores)
+	usable := loadgenUsable(threads, machineCores)
 	return usable > 0 && cores > loadgenBoundShare*float64(usable)
 }
+
+// loadgenUsable is how many cores a load generator with threads threads
+// can use on a machine of machineCores: one per thread, at most all.
+func loadgenUsable(threads, machineCores int) int { return min(threads, machineCores) }
 
 // runTool runs a load generator bounded by its own duration plus a margin,
 // and returns its output (stdout and stderr) and what it cost.
