@@ -153,6 +153,13 @@ func expired(c net.Conn, now time.Time) bool {
 	return ok && !now.Before(a.expires)
 }
 
+// wentAround reports whether c went around its service, straight to the
+// fallback.
+func wentAround(c net.Conn) bool {
+	_, ok := c.(*aroundConn)
+	return ok
+}
+
 // pickPassing asks Consul, within lookupTimeout, for the passing instances
 // of service and returns one at random.
 func (d *serviceDialer) pickPassing(ctx context.Context, service string) (string, error) {

@@ -148,6 +148,9 @@ func TestOnlyAConnectionAroundTheServiceExpires(t *testing.T) {
 	if got := around.RemoteAddr().String(); got != follower {
 		t.Fatalf("dialed %s, want the follower at %s", got, follower)
 	}
+	if wentAround(through) || !wentAround(around) {
+		t.Errorf("went around: through haproxy %v, straight to the follower %v; want false, true", wentAround(through), wentAround(around))
+	}
 	for _, at := range []time.Duration{0, life - time.Second, 10 * life} {
 		if expired(through, start.Add(at)) {
 			t.Errorf("through haproxy: expired after %v, want it to live the pool's lifetime", at)

@@ -365,7 +365,7 @@ func (s *PGStore) queryItems(ctx context.Context, lane *readLane, ids []int64, i
 	}
 	defer rows.Close()
 	if c := rows.Conn(); c != nil {
-		_, from.Direct = c.PgConn().Conn().(*aroundConn)
+		from.Direct = wentAround(c.PgConn().Conn())
 	}
 	for rows.Next() {
 		var it Item
