@@ -127,6 +127,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return drill.WriteTable(stdout, results.Results)
 	}
+	for _, sc := range cfg.scenarios {
+		if sc.Fault != drill.FaultStop && os.Geteuid() != 0 {
+			return fmt.Errorf("%s: kill and freeze signal the task's processes (run by Nomad as root or postgres): run as root", sc.Name)
+		}
+	}
 	clients, err := cluster.NewClients()
 	if err != nil {
 		return err
