@@ -26,9 +26,9 @@ var HostProcfs = Procfs{Root: "/proc", CgroupRoot: "/sys/fs/cgroup"}
 
 // TaskPIDs returns every process of a task: those whose environment names
 // the allocation and the task (children inherit it, though a Postgres
-// backend's long process title can overwrite it), the seeds (the pids Nomad reports for the task), plus
-// every other member of their cgroups, so a child that rewrote its
-// environment (nginx does) is not missed. Processes are never matched by
+// backend's long process title can overwrite it), the seeds (the pids
+// Nomad reports for the task), plus every other member of their cgroups, so
+// a child that rewrote its environment (nginx, Postgres) is not missed. Processes are never matched by
 // name. It never returns its own process, and ignores a cgroup that it is
 // in itself (a task without its own cgroup must not drag the host along).
 //
