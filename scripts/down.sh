@@ -57,20 +57,26 @@ descendants() {
 	done
 }
 
+# An agent of this checkout that still runs has another run directory
+# (HASTACK_RUN_DIR): its tasks and their sockets in /tmp are not ours.
+other=$(pgrep -d ' ' -f -- "^$BIN/nomad agent" || true)
+[[ -z "$other" ]] || log "warning: a Nomad agent of this checkout still runs (pid $other) with another run directory than $RUN_DIR: set HASTACK_RUN_DIR as for up.sh to stop it; its tasks are left alone"
+
 # A task orphaned by an agent that crashed still runs from its allocation
 # directory: it is ours, stop it rather than leave it behind, with the
 # children its command line does not name (Nginx and HAProxy workers,
 # Postgres backends), collected before the parents die; and so are the
-# agent's log collectors and task supervisors left without it.
+# log collectors and task supervisors the agent left (orphans, adopted by
+# init: a live agent's are its own children).
 if [[ -d "$RUN_DIR" ]]; then
-	mapfile -t roots < <({ pgrep -f -- "$RUN_DIR/nomad/data/alloc/"; pgrep -f -- "^$BIN/nomad (logmon|executor)"; } || true)
+	mapfile -t roots < <({ pgrep -f -- "$RUN_DIR/nomad/data/alloc/"; pgrep -P 1 -f -- "^$BIN/nomad (logmon|executor)"; } || true)
 	if [[ ${#roots[@]} -gt 0 ]]; then
 		mapfile -t left < <(descendants "${roots[@]}" | sort -un)
 		log "stopping leftover processes: ${left[*]}"
 		kill -KILL "${left[@]}" 2>/dev/null || true
 	fi
 fi
-rm -rf /tmp/hastack-pg-* /tmp/hastack-haproxy-*.sock
+[[ -n "$other" ]] || rm -rf /tmp/hastack-pg-* /tmp/hastack-haproxy-*.sock
 if $purge; then
 	# Nomad mounts each task's secrets/ and private/ as tmpfs; unmount what a
 	# stopped agent left before deleting.
