@@ -85,4 +85,8 @@ if $purge; then
 	log "deleting $RUN_DIR"
 	rm -rf "$RUN_DIR"
 fi
-log "hastack is down"
+if [[ -n "$other" ]]; then
+	log "nothing of $RUN_DIR runs; the agent above still does"
+else
+	log "hastack is down"
+fi
