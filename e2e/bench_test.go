@@ -156,6 +156,12 @@ func checkBenchJSON(t *testing.T, raw []byte) {
 		if _, ok := row["loadgen_bound"].(bool); !ok {
 			t.Errorf("%s: loadgen_bound is %v, want true or false", where, row["loadgen_bound"])
 		}
+		if path == "full-stack" || path == "backend-direct" {
+			in := obj(row["inside_backends"], where+" inside_backends")
+			for _, k := range []string{"requests", "request_p99_ns", "batches", "query_p99_ns", "read_retries", "backend_answers_not_2xx"} {
+				num(in, k, where+" inside_backends")
+			}
+		}
 		if path != "full-stack" {
 			continue
 		}
