@@ -1,7 +1,6 @@
 package drill
 
 import (
-	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -220,7 +219,7 @@ func TestServedAndSharedAgain(t *testing.T) {
 		}
 		res = append(res, req(ms, 1, "GET", "backend-0", f, ""))
 	}
-	served, ok := FirstServed(res, "follower", "follower-0", "", at(0))
+	served, ok := FirstServed(res, Needs("follower", "follower-0"), at(0))
 	if !ok || !served.Equal(at(3000)) {
 		t.Fatalf("FirstServed = %v %v, want +3s", served, ok)
 	}
@@ -229,9 +228,10 @@ func TestServedAndSharedAgain(t *testing.T) {
 	if !ok || !shared.Equal(at(5000)) {
 		t.Fatalf("SharedAgain = %v %v, want +5s", shared, ok)
 	}
-	// Single points: any successful request of the method counts.
+	// Single points: any successful request of the kind that goes through
+	// it counts (the primary: writes only; the reads do not need it).
 	res = append(res, req(500, 1, "POST", "backend-1", "", load.StatusKind(503)), req(700, 1, "POST", "backend-1", "", ""))
-	if got, ok := FirstServed(res, "primary", "postgres-primary", http.MethodPost, at(0)); !ok || !got.Equal(at(700)) {
+	if got, ok := FirstServed(res, Needs("primary", "postgres-primary"), at(0)); !ok || !got.Equal(at(700)) {
 		t.Fatalf("primary served again %v %v, want +0.7s", got, ok)
 	}
 	// HAProxy: reads that went around it (straight to a follower while it
@@ -239,7 +239,7 @@ func TestServedAndSharedAgain(t *testing.T) {
 	around := req(100, 1, "GET", "backend-0", "follower-1", "")
 	around.Direct = true
 	via := []load.Result{around, req(900, 1, "GET", "backend-1", "follower-0", "")}
-	if got, ok := FirstServed(via, "haproxy", "haproxy", http.MethodGet, at(0)); !ok || !got.Equal(at(900)) {
+	if got, ok := FirstServed(via, Needs("haproxy", "haproxy"), at(0)); !ok || !got.Equal(at(900)) {
 		t.Fatalf("haproxy served again %v %v, want +0.9s (the read at +0.1s went around it)", got, ok)
 	}
 	first, last, n := ErrorWindow(res, at(0))

@@ -114,13 +114,7 @@ func (r *Result) Analyze(resumed time.Time) {
 		ev.RestartedMS = msSince(t, r.Fault, true)
 	}
 
-	method := ""
-	switch r.Scenario.Role {
-	case "primary":
-		method = http.MethodPost
-	case "haproxy":
-		method = http.MethodGet
-	}
+	needs := Needs(r.Scenario.Role, r.Victim.Name)
 	// Served again counts from when it could: a stopped instance serves on
 	// through its drain, so a request it answered then is not a return.
 	// From the replacement passing its checks; for a freeze that never left
@@ -137,14 +131,14 @@ func (r *Result) Analyze(resumed time.Time) {
 		if first, _, n := ErrorWindow(res, r.Fault); n > 0 {
 			since = first
 			for _, q := range res {
-				if !q.OK() && (method == "" || q.Method == method) && q.Start.After(since) {
+				if !q.OK() && needs(q) && q.Start.After(since) {
 					since = q.Start
 				}
 			}
 			since = since.Add(time.Nanosecond)
 		}
 	}
-	served, servedOK := FirstServed(res, r.Scenario.Role, r.Victim.Name, method, since)
+	served, servedOK := FirstServed(res, needs, since)
 	ev.ServedAgainMS = msSince(served, r.Fault, servedOK)
 	r.Before = PhaseOf(res, r.Start, r.Fault)
 	if servedOK && role.Replicated {

@@ -158,22 +158,30 @@ func Identity(role string, r load.Result) string {
 	return ""
 }
 
+// Needs returns whether a request needed the victim of role: for a
+// replicated role, one that the victim served (by name); for the single
+// points, every request of the kind that goes through it: writes for the
+// primary; reads for HAProxy, but not those that went around it, straight
+// to a follower while it was down (load.Result.Direct); any for Nginx.
+func Needs(role, victim string) func(load.Result) bool {
+	switch {
+	case Roles[role].Replicated:
+		return func(r load.Result) bool { return Identity(role, r) == victim }
+	case role == "primary":
+		return func(r load.Result) bool { return r.Method == http.MethodPost }
+	case role == "haproxy":
+		return func(r load.Result) bool { return r.Method == http.MethodGet && !r.Direct }
+	}
+	return func(load.Result) bool { return true }
+}
+
 // FirstServed returns the start of the first successful request after since
-// that the victim served (for replicated roles, by name) or that needed it
-// (for the single points: any successful request of the kind that goes
-// through it; method "" means any). For HAProxy, a read that went around it
-// straight to a follower (load.Result.Direct) did not go through it.
-func FirstServed(results []load.Result, role, victim, method string, since time.Time) (time.Time, bool) {
+// that needed the victim (see Needs).
+func FirstServed(results []load.Result, needs func(load.Result) bool, since time.Time) (time.Time, bool) {
 	var best time.Time
 	found := false
 	for _, r := range results {
-		if !r.OK() || r.Start.Before(since) || (method != "" && r.Method != method) {
-			continue
-		}
-		if role == "haproxy" && r.Direct {
-			continue
-		}
-		if Roles[role].Replicated && Identity(role, r) != victim {
+		if !r.OK() || r.Start.Before(since) || !needs(r) {
 			continue
 		}
 		if !found || r.Start.Before(best) {
