@@ -92,12 +92,7 @@ func testRestartsDuringOutages(t *testing.T) {
 		if err := in.Kill(ctx, &v); err != nil {
 			t.Fatal(err)
 		}
-		poll(t, ctx, v.Name+" to run again", func(ctx context.Context) error {
-			if at := taskStartedAt(t, ctx, c, v); !at.After(before) {
-				return fmt.Errorf("%s not started again yet", v.Name)
-			}
-			return nil
-		})
+		waitStartedAfter(t, ctx, c, v, before)
 		poll(t, ctx, v.Name+" to pass its check with no primary", func(ctx context.Context) error {
 			if p, err := c.Passing(ctx, "postgres-primary"); err != nil || len(p) > 0 {
 				return fmt.Errorf("the primary passes again (%v, err %v): the test no longer shows anything", p, err)
@@ -151,36 +146,49 @@ func reads(t *testing.T, ctx context.Context) []load.Result {
 	return res
 }
 
-// taskStartedAt is when the victim's task last started, as Nomad says.
+// taskStartedAt is when the victim's task last started, as Nomad says
+// (zero while it does not run).
 func taskStartedAt(t *testing.T, ctx context.Context, c *cluster.Clients, v drill.Victim) time.Time {
+	t.Helper()
+	return startedAt(allocInfo(t, ctx, c, v), v.Task)
+}
+
+func allocInfo(t *testing.T, ctx context.Context, c *cluster.Clients, v drill.Victim) *nomad.Allocation {
 	t.Helper()
 	a, _, err := c.Nomad.Allocations().Info(v.AllocID, (&nomad.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := a.TaskStates[v.Task]
+	return a
+}
+
+func startedAt(a *nomad.Allocation, task string) time.Time {
+	ts := a.TaskStates[task]
 	if ts == nil || ts.State != "running" {
 		return time.Time{}
 	}
 	return ts.StartedAt
 }
 
-// restartAndWait restarts the victim's allocation in place (nomad alloc
-// restart) and waits until its task runs again.
-func restartAndWait(t *testing.T, ctx context.Context, c *cluster.Clients, v drill.Victim) {
+// waitStartedAfter waits until the victim's task runs again, started after
+// before.
+func waitStartedAfter(t *testing.T, ctx context.Context, c *cluster.Clients, v drill.Victim, before time.Time) {
 	t.Helper()
-	before := taskStartedAt(t, ctx, c, v)
-	a, _, err := c.Nomad.Allocations().Info(v.AllocID, (&nomad.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Nomad.Allocations().Restart(a, v.Task, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
-		t.Fatalf("restart %s: %v", v.Name, err)
-	}
 	poll(t, ctx, v.Name+" to run again", func(ctx context.Context) error {
 		if at := taskStartedAt(t, ctx, c, v); !at.After(before) {
 			return fmt.Errorf("%s not started again yet", v.Name)
 		}
 		return nil
 	})
+}
+
+// restartAndWait restarts the victim's allocation in place (nomad alloc
+// restart) and waits until its task runs again.
+func restartAndWait(t *testing.T, ctx context.Context, c *cluster.Clients, v drill.Victim) {
+	t.Helper()
+	a := allocInfo(t, ctx, c, v)
+	if err := c.Nomad.Allocations().Restart(a, v.Task, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
+		t.Fatalf("restart %s: %v", v.Name, err)
+	}
+	waitStartedAfter(t, ctx, c, v, startedAt(a, v.Task))
 }
