@@ -113,6 +113,12 @@ func dispatch(ctx context.Context, cfg Config, jobs chan<- int64) {
 	for seq := int64(1); cfg.Requests == 0 || seq <= int64(cfg.Requests); seq++ {
 		if cfg.Rate > 0 {
 			due := start.Add(time.Duration(float64(seq-1) / cfg.Rate * float64(time.Second)))
+			// A request due at or after the end of the run is not sent: a
+			// rate r for a duration d sends r*d requests, not one more
+			// when its timer wins the race with the deadline.
+			if end, ok := ctx.Deadline(); ok && !due.Before(end) {
+				return
+			}
 			if wait := time.Until(due); wait > 0 {
 				if timer == nil {
 					timer = time.NewTimer(wait)

@@ -221,8 +221,10 @@ func TestRunRate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(results); n < 60 || n > 140 {
-		t.Errorf("rate 200/s for 500ms sent %d, want 60..140", n)
+	// Never more than rate × duration (the request due at 500 ms is past
+	// the end); fewer only when the machine is too slow to keep the pace.
+	if n := len(results); n < 60 || n > 100 {
+		t.Errorf("rate 200/s for 500ms sent %d, want 60..100", n)
 	}
 }
 
