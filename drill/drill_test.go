@@ -204,6 +204,24 @@ func TestPhaseOfPercentilesAndShares(t *testing.T) {
 	}
 }
 
+func TestLatencyPair(t *testing.T) {
+	for _, c := range []struct {
+		p    Phase
+		want string
+	}{
+		{Phase{}, "—"},
+		// The nginx-kill drill's window of refused connections: a p99
+		// under 1 ms must not print as 0 beside its p50.
+		{Phase{Requests: 40, P50MS: 0.21, P99MS: 0.44}, "0.2 / 0.4"},
+		{Phase{Requests: 900, P50MS: 0.96, P99MS: 3002.4}, "1.0 / 3002"},
+		{Phase{Requests: 900, P50MS: 3.63, P99MS: 27.8}, "3.6 / 28"},
+	} {
+		if got := LatencyPair(c.p); got != c.want {
+			t.Errorf("LatencyPair(%+v) = %q, want %q", c.p, got, c.want)
+		}
+	}
+}
+
 func TestServedAndSharedAgain(t *testing.T) {
 	var res []load.Result
 	// follower-0 is out from 0 to 3s, then gets a few, then half from 6s.

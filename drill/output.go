@@ -121,12 +121,21 @@ func FormatMS(v *float64) string {
 	}
 }
 
-// LatencyPair renders "p50 / p99" of a phase.
+// LatencyPair renders "p50 / p99" of a phase, in milliseconds.
 func LatencyPair(p Phase) string {
 	if p.Requests == 0 {
 		return "—"
 	}
-	return fmt.Sprintf("%.1f / %.0f", p.P50MS, p.P99MS)
+	return msText(p.P50MS) + " / " + msText(p.P99MS)
+}
+
+// msText keeps a tenth of a millisecond below 10 ms, so a sub-millisecond
+// p99 does not print as 0 next to a p50 of 0.2.
+func msText(v float64) string {
+	if v < 10 {
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
 }
 
 // FailedText renders failures by kind, e.g. "3 (http_502 2, timeout 1)".
