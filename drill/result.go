@@ -127,16 +127,15 @@ func (r *Result) Analyze(resumed time.Time) {
 	case catLeft:
 		since = r.End // left and never came back: not served again
 	}
-	if !role.Replicated {
-		if first, _, n := ErrorWindow(res, r.Fault); n > 0 {
-			since = first
-			for _, q := range res {
-				if !q.OK() && needs(q) && q.Start.After(since) {
-					since = q.Start
-				}
+	first, last, nerr := ErrorWindow(res, r.Fault)
+	if !role.Replicated && nerr > 0 {
+		since = first
+		for _, q := range res {
+			if !q.OK() && needs(q) && q.Start.After(since) {
+				since = q.Start
 			}
-			since = since.Add(time.Nanosecond)
 		}
+		since = since.Add(time.Nanosecond)
 	}
 	served, servedOK := FirstServed(res, needs, since)
 	ev.ServedAgainMS = msSince(served, r.Fault, servedOK)
@@ -150,7 +149,6 @@ func (r *Result) Analyze(resumed time.Time) {
 			ev.SharedAgainMS = msSince(t, r.Fault, true)
 		}
 	}
-	first, last, nerr := ErrorWindow(res, r.Fault)
 	ev.ErrorsFirstMS = msSince(first, r.Fault, nerr > 0)
 	ev.ErrorsLastMS = msSince(last, r.Fault, nerr > 0)
 	r.Events = ev
