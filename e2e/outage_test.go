@@ -50,7 +50,10 @@ func testRestartsDuringOutages(t *testing.T) {
 		restartAndWait(t, ctx, c, v)
 		poll(t, ctx, "both backends to pass", c.ServicesPassing(map[string]int{"backend": 2}))
 
-		s := load.Summarize(reads(t, ctx))
+		s, err := reads(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Logf("HAProxy down, %s restarted: %d of %d reads ok, %d straight to a follower, backends %v",
 			v.Name, s.OK, s.Total, s.Direct, s.PerBackend)
 		if s.Failed != 0 || s.PerBackend[v.Name] == 0 || s.Direct != s.Total {
@@ -88,7 +91,10 @@ func testRestartsDuringOutages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		before := taskStartedAt(t, ctx, c, v)
+		_, before, err := taskStartedAt(ctx, c, v)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := in.Kill(ctx, &v); err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +115,10 @@ func testRestartsDuringOutages(t *testing.T) {
 		// Its share of the reads comes back as the backends spread their
 		// connections again; a bounded wait, not a fixed one.
 		poll(t, ctx, v.Name+" to serve reads with no primary", func(ctx context.Context) error {
-			s := load.Summarize(reads(t, ctx))
+			s, err := reads(ctx)
+			if err != nil {
+				return err
+			}
 			if s.Failed != 0 {
 				return fmt.Errorf("%d reads failed (%v)", s.Failed, s.Errors)
 			}
@@ -136,46 +145,37 @@ func poll(t *testing.T, ctx context.Context, what string, cond func(context.Cont
 	}
 }
 
-// reads sends 100 GETs to /data and returns their outcomes.
-func reads(t *testing.T, ctx context.Context) []load.Result {
-	t.Helper()
+// reads sends 100 GETs to /data and sums up their outcomes; an error only
+// when ctx ended the run.
+func reads(ctx context.Context) (load.Summary, error) {
 	res, err := runLoad(ctx, load.Config{URL: dataURL, Requests: 100, Concurrency: 4, Rate: 200, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return load.Summarize(res), err
 }
 
 // taskStartedAt is when the victim's task last started, as Nomad says
-// (zero while it does not run).
-func taskStartedAt(t *testing.T, ctx context.Context, c *cluster.Clients, v drill.Victim) time.Time {
-	t.Helper()
-	return startedAt(allocInfo(t, ctx, c, v), v.Task)
-}
-
-func allocInfo(t *testing.T, ctx context.Context, c *cluster.Clients, v drill.Victim) *nomad.Allocation {
-	t.Helper()
+// (zero while it does not run), with the allocation it read.
+func taskStartedAt(ctx context.Context, c *cluster.Clients, v drill.Victim) (*nomad.Allocation, time.Time, error) {
 	a, _, err := c.Nomad.Allocations().Info(v.AllocID, (&nomad.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		t.Fatal(err)
+		return nil, time.Time{}, fmt.Errorf("allocation of %s: %w", v.Name, err)
 	}
-	return a
-}
-
-func startedAt(a *nomad.Allocation, task string) time.Time {
-	ts := a.TaskStates[task]
+	ts := a.TaskStates[v.Task]
 	if ts == nil || ts.State != "running" {
-		return time.Time{}
+		return a, time.Time{}, nil
 	}
-	return ts.StartedAt
+	return a, ts.StartedAt, nil
 }
 
 // waitStartedAfter waits until the victim's task runs again, started after
-// before.
+// before. A failed call to Nomad is one more poll, not the end of the test.
 func waitStartedAfter(t *testing.T, ctx context.Context, c *cluster.Clients, v drill.Victim, before time.Time) {
 	t.Helper()
 	poll(t, ctx, v.Name+" to run again", func(ctx context.Context) error {
-		if at := taskStartedAt(t, ctx, c, v); !at.After(before) {
+		_, at, err := taskStartedAt(ctx, c, v)
+		if err != nil {
+			return err
+		}
+		if !at.After(before) {
 			return fmt.Errorf("%s not started again yet", v.Name)
 		}
 		return nil
@@ -186,9 +186,12 @@ func waitStartedAfter(t *testing.T, ctx context.Context, c *cluster.Clients, v d
 // restart) and waits until its task runs again.
 func restartAndWait(t *testing.T, ctx context.Context, c *cluster.Clients, v drill.Victim) {
 	t.Helper()
-	a := allocInfo(t, ctx, c, v)
+	a, before, err := taskStartedAt(ctx, c, v)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Nomad.Allocations().Restart(a, v.Task, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
 		t.Fatalf("restart %s: %v", v.Name, err)
 	}
-	waitStartedAfter(t, ctx, c, v, startedAt(a, v.Task))
+	waitStartedAfter(t, ctx, c, v, before)
 }
