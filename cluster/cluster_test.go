@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -28,5 +30,20 @@ func TestPollReportsTheLastReasonNotTheDeadline(t *testing.T) {
 	}
 	if err := Poll(t.Context(), "done", func(context.Context) error { return nil }); err != nil {
 		t.Fatalf("a condition that holds: %v", err)
+	}
+}
+
+func TestHTTPOK(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ok" {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	if err := HTTPOK(srv.URL + "/ok")(t.Context()); err != nil {
+		t.Errorf("200: %v", err)
+	}
+	if err := HTTPOK(srv.URL + "/down")(t.Context()); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("503: %v, want an error naming the status", err)
 	}
 }

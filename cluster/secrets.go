@@ -15,7 +15,7 @@ import (
 const SecretsPath = "nomad/jobs"
 
 // SecretKeys are the items of the secrets variable.
-var SecretKeys = []string{"app_password", "replication_password"}
+var SecretKeys = []string{"app_password", "replication_password", "superuser_password"}
 
 // EnsureSecrets creates the database passwords in Nomad's variable store unless
 // they exist, so no password ever lives in a job file or in the repository.

@@ -15,3 +15,7 @@ performance {
   # Single server: elect fast instead of tuning for WAN latency.
   raft_multiplier = 1
 }
+# A stopped agent does not leave the cluster: leaving deletes the node's
+# sessions, and so Patroni's leader key while the primary still runs.
+leave_on_terminate      = false
+skip_leave_on_interrupt = true

@@ -2,6 +2,8 @@
 # Stops hastack: the jobs in reverse order, then Nomad and Consul. Leaves no
 # process and no port behind. Safe to run twice. --purge also deletes the run
 # directory (agent state, databases, logs) so the next up starts from scratch.
+# On the three-node layout it also deletes the nodes' namespaces, links and
+# bridge (their state stays in the run directory).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -15,12 +17,27 @@ for a in "$@"; do
 	esac
 done
 
-running() { [[ -f "$RUN_DIR/$1/pid" ]] && kill -0 "$(cat "$RUN_DIR/$1/pid")" 2>/dev/null; }
+# nomad_up: a Nomad agent of this run directory runs to stop the jobs
+# through. On the cluster, the first node that runs one and is linked.
+nomad_up() {
+	if [[ $NODES == 1 ]]; then
+		agent_running "$RUN_DIR/nomad" nomad
+		return
+	fi
+	local n
+	for ((n = 1; n <= NODES; n++)); do
+		if agent_running "$RUN_DIR/nodes/$n/nomad" nomad && [[ "$(cat "/sys/class/net/hastack-v$n/operstate" 2>/dev/null)" == up ]]; then
+			NOMAD_ADDR="http://$(node_addr "$n"):4646"
+			return 0
+		fi
+	done
+	return 1
+}
 
 # Entry point first, database last: each job's allocations are gone before
 # the next job is stopped. A job that does not stop in time is reported and
 # left to the sweep below: the agents are stopped whatever happens.
-if running nomad; then
+if nomad_up; then
 	for ((i = ${#JOBS[@]} - 1; i >= 0; i--)); do
 		job=${JOBS[i]}
 		if nomad job status "$job" >/dev/null 2>&1; then
@@ -31,21 +48,17 @@ if running nomad; then
 	done
 fi
 
-# stop_agent NAME: SIGINT (graceful leave) and wait for the process to exit.
-stop_agent() {
-	local name=$1 pid
-	running "$name" || { rm -f "$RUN_DIR/$name/pid"; return 0; }
-	pid="$(cat "$RUN_DIR/$name/pid")"
-	log "$name: stopping (pid $pid)"
-	kill -INT "$pid" 2>/dev/null || true
-	if ! timeout 60 tail --pid="$pid" -f /dev/null; then
-		log "$name: still running after 60s, killing"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	rm -f "$RUN_DIR/$name/pid"
-}
-stop_agent nomad
-stop_agent consul
+if [[ $NODES == 1 ]]; then
+	stop_agents nomad "$RUN_DIR/nomad"
+	stop_agents consul "$RUN_DIR/consul"
+else
+	# Every Nomad first, while Consul still has a leader to deregister their
+	# services with, then every Consul; then what is left in the namespaces
+	# and the namespaces themselves (the bridge goes with the last).
+	stop_agents nomad "$RUN_DIR"/nodes/*/nomad
+	stop_agents consul "$RUN_DIR"/nodes/*/consul
+	for ((n = 1; n <= NODES; n++)); do "$ROOT/scripts/node.sh" destroy "$n"; done
+fi
 
 # descendants PID...: the PIDs and all their children, recursively.
 descendants() {
@@ -68,7 +81,8 @@ other=$(pgrep -d ' ' -f -- "^$BIN/nomad agent" || true)
 # Postgres backends), collected before the parents die; and so are the
 # log collectors and task supervisors the agent left (orphans, adopted by
 # init: a live agent's are its own children).
-if [[ -d "$RUN_DIR" ]]; then
+# (On the cluster, node.sh destroy killed everything in the namespaces.)
+if [[ $NODES == 1 && -d "$RUN_DIR" ]]; then
 	mapfile -t roots < <({ pgrep -f -- "$RUN_DIR/nomad/data/alloc/"; pgrep -P 1 -f -- "^$BIN/nomad (logmon|executor)"; } || true)
 	if [[ ${#roots[@]} -gt 0 ]]; then
 		mapfile -t left < <(descendants "${roots[@]}" | sort -un)

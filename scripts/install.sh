@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 usage() { echo "usage: $0" >&2; exit 2; }
 [[ $# -eq 0 ]] || usage
 
-PACKAGES=(postgresql-15 postgresql-client-15 haproxy nginx wrk curl jq shellcheck iproute2 procps util-linux ca-certificates chromium)
+PACKAGES=(postgresql-15 postgresql-client-15 haproxy nginx libnginx-mod-http-lua wrk curl jq shellcheck iproute2 procps util-linux ca-certificates chromium patroni python3-consul2 keepalived)
 
 install_packages() {
 	local missing=()

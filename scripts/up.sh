@@ -2,6 +2,9 @@
 # Brings the whole hastack up on this machine: installs what is missing,
 # starts Consul and Nomad, runs every job in dependency order and waits until
 # each service passes its checks. Safe to run twice.
+# HASTACK_NODES=3: three simulated machines instead (scripts/node.sh), each
+# running a Consul server and a Nomad server and client. The run directory
+# remembers the layout (scripts/lib.sh).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -27,25 +30,34 @@ if [[ "$(sysctl -n "$AUTOGROUP_SYSCTL" 2>/dev/null || echo 0)" != 0 ]]; then
 	log "warning: $AUTOGROUP_SYSCTL is on: every task gets its own CPU share and the latency tail is longer (scripts/install.sh turns it off; README, Up)"
 fi
 
-# start_agent NAME ARGS...: starts a long-running agent in its own session,
-# logging under the run directory, unless it is already running.
-start_agent() {
-	local name=$1
-	shift
-	local dir="$RUN_DIR/$name"
-	mkdir -p "$dir/data"
-	if [[ -f "$dir/pid" ]] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
-		log "$name: already running (pid $(cat "$dir/pid"))"
-		return
-	fi
-	log "$name: starting, log in $dir/$name.log"
-	setsid "$BIN/$name" agent "$@" -data-dir "$dir/data" >>"$dir/$name.log" 2>&1 </dev/null &
-	echo $! >"$dir/pid"
-}
+echo "$NODES" >"$LAYOUT_FILE"
 
-start_agent consul -config-file "$ROOT/config/consul.hcl"
-start_agent nomad -config "$ROOT/config/nomad.hcl"
-hastack wait-agents -timeout 120s || die "the agents are not ready: see $RUN_DIR/consul/consul.log and $RUN_DIR/nomad/nomad.log"
+if [[ $NODES == 1 ]]; then
+	# The Postgres data: the Nomad host volume "postgres", whose path depends
+	# on the run directory, so it is written here next to config/nomad.hcl.
+	# raw_exec mounts no volume: tasks find its path in the client's meta.
+	[[ -d $RUN_DIR/postgres ]] || install -d -o postgres -g postgres -m 0700 "$RUN_DIR/postgres"
+	mkdir -p "$RUN_DIR/nomad"
+	cat >"$RUN_DIR/nomad/volumes.hcl" <<-HCL
+		# Written by scripts/up.sh: host volumes under the run directory.
+		client {
+		  host_volume "postgres" {
+		    path = "$RUN_DIR/postgres"
+		  }
+		  meta {
+		    postgres_volume = "$RUN_DIR/postgres"
+		  }
+		}
+	HCL
+	start_agent "$RUN_DIR/consul" consul -config-file "$ROOT/config/consul.hcl"
+	start_agent "$RUN_DIR/nomad" nomad -config "$ROOT/config/nomad.hcl" -config "$RUN_DIR/nomad/volumes.hcl"
+	hastack wait-agents -timeout 120s || die "the agents are not ready: see $RUN_DIR/consul/consul.log and $RUN_DIR/nomad/nomad.log"
+else
+	for ((n = 1; n <= NODES; n++)); do "$ROOT/scripts/node.sh" start "$n"; done
+	hastack wait-agents -nodes "$NODES" -timeout 180s ||
+		die "the agents are not ready: see $RUN_DIR/nodes/*/consul/consul.log and $RUN_DIR/nodes/*/nomad/nomad.log"
+
+fi
 hastack secrets
 
 # run_job NAME [-var k=v]... -- SERVICE=COUNT...: submits a job and waits
@@ -61,22 +73,34 @@ run_job() {
 	hastack wait-services -timeout 300s -jobs "$job" "$@"
 }
 
-run_job postgres -var "bin_dir=$BIN" -- postgres-primary=1 postgres-follower=2
-run_job haproxy -- haproxy=1
-run_job backend -var "bin_dir=$BIN" -- backend=2
-run_job nginx -- nginx=1
+# The same job files for both layouts: "nodes" spreads the instances one
+# per node on the cluster (and runs HAProxy and Nginx on every node).
+layout=(-var "nodes=$NODES")
+run_job postgres "${layout[@]}" -- postgres-primary=1 postgres-follower=2
+run_job haproxy "${layout[@]}" -- haproxy="$NODES"
+run_job backend "${layout[@]}" -var "bin_dir=$BIN" -- backend=2
+run_job nginx "${layout[@]}" -- nginx="$NODES"
+if [[ $NODES != 1 ]]; then
+	# The clients' entry: keepalived moves the address to a node whose Nginx
+	# answers. Waited for through the address itself, below.
+	log "job entry: submitting"
+	(cd "$ROOT" && nomad job run -detach -var-file=jobs/hastack.vars.hcl -var "entry_address=$CLUSTER_VIP/24" jobs/entry.nomad.hcl >/dev/null)
+	hastack wait-http -timeout 60s "$HASTACK_URL/nginx-health" || die "no node holds the entry address $CLUSTER_VIP: see nomad job status entry"
+fi
 
-url="http://127.0.0.1:8080/data"
+url="$HASTACK_URL/data"
 log "smoke: GET $url"
 curl -fsS --max-time 5 "$url"
 echo
+env_cmd=scripts/env.sh
+[[ -z ${HASTACK_RUN_DIR:-} ]] || env_cmd="HASTACK_RUN_DIR=$RUN_DIR $env_cmd"
 cat <<MSG
 
-hastack is up.
-  curl $url read a row (see backend_id and follower)
+hastack is up ($NODES node$([[ $NODES == 1 ]] || echo s)).
+  eval "\$($env_cmd)"   PATH, NOMAD_ADDR, CONSUL_HTTP_ADDR, HASTACK_URL for this shell
+  curl \$HASTACK_URL/data              read a row (see backend_id and follower)
   scripts/load.sh -n 200              spread a load over both backends and followers
-  nomad job status                    jobs (Nomad UI API: $NOMAD_ADDR)
+  nomad job status                    jobs (Nomad API: $NOMAD_ADDR)
   consul catalog services             services in Consul ($CONSUL_HTTP_ADDR)
   scripts/down.sh                     stop everything
-  (export PATH=$BIN:\$PATH to use nomad and consul directly)
 MSG

@@ -2,7 +2,9 @@
 // asking Nomad and Consul: it waits for the agents and services to be ready,
 // ensures the database secrets exist and prints connection strings.
 //
-//	hastack wait-agents   [-timeout 90s]
+//	hastack wait-agents   [-timeout 90s] [-nodes 1]
+//	hastack wait-consul   [-timeout 90s]
+//	hastack wait-http     [-timeout 90s] URL
 //	hastack wait-services [-timeout 300s] [-jobs postgres,haproxy] name=count...
 //	hastack wait-stopped  [-timeout 90s] job...
 //	hastack secrets
@@ -10,6 +12,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -27,7 +30,9 @@ func main() {
 }
 
 const usage = `usage: hastack <command> [flags]
-  wait-agents   [-timeout 90s]                       wait for Consul and Nomad to be ready
+  wait-agents   [-timeout 90s] [-nodes N]            wait for N Consul and Nomad servers and N ready Nomad clients
+  wait-consul   [-timeout 90s]                       wait until the Consul agent at CONSUL_HTTP_ADDR answers
+  wait-http     [-timeout 90s] URL                   wait until GET URL answers 200
   wait-services [-timeout 300s] [-jobs a,b] name=N... wait until each service has N passing instances
   wait-stopped  [-timeout 90s] job...                 wait until the jobs' allocations are gone
   secrets                                            create the database passwords in Nomad variables unless present
@@ -42,11 +47,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	timeout := fs.Duration("timeout", 90*time.Second, "give up after this long")
 	jobs := fs.String("jobs", "", "comma-separated jobs whose failing allocations are reported on timeout")
+	nodes := fs.Int("nodes", 1, "wait-agents: how many nodes, each a Consul server and a Nomad server and client")
 	if err := fs.Parse(args); err != nil {
 		return cli.Usage(err)
 	}
 	if *timeout <= 0 {
 		return cli.Usage(fmt.Errorf("-timeout must be positive"))
+	}
+	if *nodes < 1 {
+		return cli.Usage(fmt.Errorf("-nodes must be at least 1"))
 	}
 	c, err := cluster.NewClients()
 	if err != nil {
@@ -57,14 +66,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	switch cmd {
 	case "wait-agents":
-		if err := cluster.Poll(ctx, "consul leader", c.ConsulReady); err != nil {
+		start := time.Now()
+		if err := cluster.Poll(ctx, fmt.Sprintf("a consul leader and %d servers", *nodes), c.ConsulServersReady(*nodes)); err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, "consul: leader elected")
-		if err := cluster.Poll(ctx, "nomad leader and a ready client with raw_exec and consul", c.NomadReady); err != nil {
+		fmt.Fprintf(stdout, "consul: leader elected, servers alive: %d (after %s)\n", *nodes, time.Since(start).Round(100*time.Millisecond))
+		what := fmt.Sprintf("a nomad leader, %d servers and %d ready clients with raw_exec, consul and the %s volume", *nodes, *nodes, cluster.PostgresVolume)
+		if err := cluster.Poll(ctx, what, c.NomadReady(*nodes)); err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, "nomad: leader elected, client ready")
+		fmt.Fprintf(stdout, "nomad: leader elected, servers alive: %d, clients ready: %d (after %s)\n", *nodes, *nodes, time.Since(start).Round(100*time.Millisecond))
+		return nil
+	case "wait-consul":
+		return cluster.Poll(ctx, "the consul agent at "+cmp.Or(os.Getenv("CONSUL_HTTP_ADDR"), "127.0.0.1:8500"), c.ConsulAgentUp)
+	case "wait-http":
+		if fs.NArg() != 1 {
+			return cli.Usage(fmt.Errorf("wait-http needs one URL"))
+		}
+		start := time.Now()
+		if err := cluster.Poll(ctx, "GET "+fs.Arg(0)+" to answer 200", cluster.HTTPOK(fs.Arg(0))); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s answers after %s\n", fs.Arg(0), time.Since(start).Round(100*time.Millisecond))
 		return nil
 	case "wait-services":
 		wants, err := cluster.ParseWants(fs.Args())
