@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"time"
@@ -232,4 +233,14 @@ func checkDSN(name, dsn string) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+// Host is the host part of Listen: the address of this backend's node,
+// where it prefers its database services to be (see serviceDialer.near).
+func (c Config) Host() string {
+	h, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return ""
+	}
+	return h
 }

@@ -87,9 +87,13 @@ const fallbackAfter = 300 * time.Millisecond
 type serviceDialer struct {
 	service  string
 	fallback string // Consul service to dial straight when service fails; "" for none
-	loc      locator
-	log      *slog.Logger
-	dialer   net.Dialer
+	// near is this backend's own host: an instance of service on it is
+	// preferred (the HAProxy of the backend's own node), others are used
+	// when it has none.
+	near   string
+	loc    locator
+	log    *slog.Logger
+	dialer net.Dialer
 	// aroundLifetime is how long a connection to the fallback is used,
 	// plus up to half again (jitter, so they do not all go at once).
 	aroundLifetime time.Duration
@@ -121,7 +125,7 @@ func (d *serviceDialer) Dial(ctx context.Context, network, addr string) (net.Con
 // dialFallback connects to a passing instance of the fallback service,
 // after the service failed with cause.
 func (d *serviceDialer) dialFallback(ctx context.Context, network string, cause error) (net.Conn, error) {
-	target, err := d.pickPassing(ctx, d.fallback)
+	target, err := d.pickPassing(ctx, d.fallback, "")
 	if err != nil {
 		return nil, errors.Join(cause, fmt.Errorf("fall back to %s: %w", d.fallback, err))
 	}
@@ -161,8 +165,8 @@ func wentAround(c net.Conn) bool {
 }
 
 // pickPassing asks Consul, within lookupTimeout, for the passing instances
-// of service and returns one at random.
-func (d *serviceDialer) pickPassing(ctx context.Context, service string) (string, error) {
+// of service and returns one (see pickNear).
+func (d *serviceDialer) pickPassing(ctx context.Context, service, near string) (string, error) {
 	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	addrs, err := d.loc.Passing(lctx, service)
@@ -172,13 +176,29 @@ func (d *serviceDialer) pickPassing(ctx context.Context, service string) (string
 	if len(addrs) == 0 {
 		return "", errors.New("no passing instance")
 	}
-	return addrs[rand.IntN(len(addrs))], nil
+	return pickNear(addrs, near), nil
 }
 
-// locate returns a passing instance of the service, else the last address
-// found, else dsnAddr (the DSN's own host:port).
+// pickNear picks one of addrs, on host near when one is, else any, at
+// random.
+func pickNear(addrs []string, near string) string {
+	var local []string
+	for _, a := range addrs {
+		if h, _, err := net.SplitHostPort(a); err == nil && near != "" && h == near {
+			local = append(local, a)
+		}
+	}
+	if len(local) > 0 {
+		addrs = local
+	}
+	return addrs[rand.IntN(len(addrs))]
+}
+
+// locate returns a passing instance of the service (on the backend's own
+// host if there is one), else the last address found, else dsnAddr (the
+// DSN's own host:port).
 func (d *serviceDialer) locate(ctx context.Context, dsnAddr string) string {
-	a, err := d.pickPassing(ctx, d.service)
+	a, err := d.pickPassing(ctx, d.service, d.near)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err == nil {

@@ -220,3 +220,24 @@ func TestPoolRecyclesOnlyAConnectionAroundTheServiceWhenDue(t *testing.T) {
 		})
 	}
 }
+
+// A backend reads through the HAProxy on its own node when there is one,
+// and through any other one when there is not.
+func TestPickNearPrefersTheOwnHost(t *testing.T) {
+	addrs := []string{"10.211.0.11:5433", "10.211.0.12:5433", "10.211.0.13:5433"}
+	for range 50 {
+		if got := pickNear(addrs, "10.211.0.12"); got != "10.211.0.12:5433" {
+			t.Fatalf("pickNear = %s, want the instance on 10.211.0.12", got)
+		}
+	}
+	seen := map[string]bool{}
+	for range 200 {
+		seen[pickNear(addrs, "10.211.0.99")] = true
+	}
+	if len(seen) != len(addrs) {
+		t.Errorf("with none on the own host, picked %v, want every instance over 200 picks", seen)
+	}
+	if got := pickNear(addrs[:1], ""); got != addrs[0] {
+		t.Errorf("no host given: %s, want %s", got, addrs[0])
+	}
+}

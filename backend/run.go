@@ -71,7 +71,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		if cfg.ReadService != "" {
 			// With HAProxy down, reads connect to a follower directly.
-			readOpts.dial = (&serviceDialer{service: cfg.ReadService, fallback: cfg.FollowerService, loc: loc, log: log, aroundLifetime: aroundConnLifetime}).Dial
+			readOpts.dial = (&serviceDialer{service: cfg.ReadService, fallback: cfg.FollowerService, near: cfg.Host(), loc: loc, log: log, aroundLifetime: aroundConnLifetime}).Dial
 		}
 		if cfg.WriteService != "" {
 			writeOpts.dial = (&serviceDialer{service: cfg.WriteService, loc: loc, log: log}).Dial

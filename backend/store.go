@@ -40,7 +40,8 @@ type Item struct {
 
 // Follower identifies the Postgres server that answered a read.
 type Follower struct {
-	// Name is the server's cluster_name setting, e.g. "follower-1".
+	// Name is the Patroni member that answered, e.g. "pg-1", or "primary"
+	// when the leader served the read (HAProxy's fallback).
 	Name string
 	// Addr is the server's own address:port as it sees the connection;
 	// empty over a Unix socket.
@@ -82,11 +83,15 @@ type db interface {
 }
 
 const (
+	// serverNameSQL names the server that answers: its Patroni member name
+	// (the hastack.member setting) while it is a standby, "primary" when it
+	// is the leader.
+	serverNameSQL = `CASE WHEN pg_is_in_recovery() THEN current_setting('hastack.member') ELSE 'primary' END`
 	// One round trip returns the rows of a batch of reads (see readBatcher)
 	// and which follower served them.
-	readItemsSQL = `SELECT id, payload, created_at, current_setting('cluster_name'), host(inet_server_addr()), inet_server_port() FROM items WHERE id = ANY($1)`
+	readItemsSQL = `SELECT id, payload, created_at, ` + serverNameSQL + `, host(inet_server_addr()), inet_server_port() FROM items WHERE id = ANY($1)`
 	// Which follower a read connection reached.
-	followerNameSQL = `SELECT current_setting('cluster_name')`
+	followerNameSQL = `SELECT ` + serverNameSQL
 	// An insert keyed by request_id (NULL: no key, never conflicts). On a
 	// repeated key the no-op update locks and returns the existing row, even
 	// when the first insert commits concurrently; xmax <> 0 marks that case.

@@ -115,8 +115,8 @@ func TestGroupOf(t *testing.T) {
 		{"bash", true, ""},
 		{"nomad", false, "platform"},
 		{"consul", false, "platform"},
-		{"pgcheck", true, "platform"},
-		{"pgcheck", false, ""},
+		{"patroni", true, "platform"},
+		{"patroni", false, ""},
 	} {
 		if got := groupOf(c.comm, c.nomad); got != c.want {
 			t.Errorf("groupOf(%q, %v) = %q, want %q", c.comm, c.nomad, got, c.want)

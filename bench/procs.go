@@ -52,7 +52,7 @@ func groupOf(comm string, nomad bool) string {
 		return "haproxy"
 	case comm == "postgres":
 		return "postgres"
-	case comm == "pgcheck":
+	case comm == "patroni": // Postgres' failover manager
 		return "platform"
 	}
 	return ""

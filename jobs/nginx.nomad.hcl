@@ -6,6 +6,12 @@ variable "datacenters" {
   default     = ["dc1"]
 }
 
+variable "nodes" {
+  type        = number
+  description = "Nomad clients of the layout: 1 (one machine) or 3 (the cluster). With more than one, instances spread one per node."
+  default     = 1
+}
+
 variable "restart_delay" {
   type        = string
   description = "How long Nomad waits before it starts a crashed task again, plus up to a quarter of jitter (set in jobs/hastack.vars.hcl; at most 2s: 30 attempts a minute)."
@@ -34,7 +40,18 @@ job "nginx" {
   type        = "service"
 
   group "nginx" {
-    count = 1
+    # One on every node.
+    count = var.nodes
+
+    # On the cluster, a lost machine takes one instance with it, not two.
+    dynamic "constraint" {
+      for_each = var.nodes > 1 ? [true] : []
+      content {
+        operator = "distinct_hosts"
+        value    = "true"
+      }
+    }
+
 
     network {
       port "http" {
@@ -70,6 +87,10 @@ job "nginx" {
         NGINX_WORKER_PROCESSES = var.worker_processes
         # reload.sh validates with the binary the task runs.
         NGINX_BIN = var.nginx_bin
+        # On the cluster Nginx also answers on the entry address that
+        # keepalived moves between the nodes, so it listens on every address
+        # of its node; on one machine, on the node's address only.
+        NGINX_LISTEN_ALL = var.nodes > 1
       }
 
       template {
