@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -194,14 +195,61 @@ func TableRow(r *Result) []string {
 	}
 }
 
-// WriteTable writes the summary as a Markdown table (readable in a
-// terminal, pasteable into the README), then one line per missed target.
+// NodeTableColumns are the headings of the node scenarios' table: what a
+// lost machine cost clients.
+var NodeTableColumns = []string{
+	"scenario", "node", "sent", "reads failed", "of them at the entry", "writes failed",
+	"acknowledged writes lost", "writes unavailable", "back to full strength", "verdict",
+}
+
+// NodeTableRow is a node scenario's cells, in NodeTableColumns order.
+// Writes unavailable is the longest time without an acknowledged write
+// from the fault on; reads failed at the entry are the refused, reset or
+// timed out connections while the entry address moved.
+func NodeTableRow(r *Result) []string {
+	lost := fmt.Sprintf("%d of %d", r.Writes.Lost(), r.Writes.Acked)
+	if r.Writes.Err != "" {
+		lost += " (unverified)"
+	}
+	entryReads := 0
+	for _, q := range r.Requests {
+		if !q.OK() && EntryError(q) && q.Method == http.MethodGet {
+			entryReads++
+		}
+	}
+	gap := r.WriteGapMS
+	return []string{
+		r.Scenario.Name, r.Victim.Node + " (" + r.Victim.Name + ")", fmt.Sprint(r.Total.Total),
+		fmt.Sprint(r.FailedReads), fmt.Sprint(entryReads), fmt.Sprint(r.FailedWrites), lost,
+		FormatMS(&gap), FormatMS(r.Events.FullStrengthMS), Verdict(r),
+	}
+}
+
+// markdownTable writes a Markdown table.
+func markdownTable(b *strings.Builder, cols []string, rows [][]string) {
+	b.WriteString("| " + strings.Join(cols, " | ") + " |\n")
+	b.WriteString("|" + strings.Repeat("---|", len(cols)) + "\n")
+	for _, row := range rows {
+		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+}
+
+// WriteTable writes the summary as Markdown tables (readable in a terminal,
+// pasteable into the README): every scenario, then the node scenarios'
+// figures; then one line per missed target.
 func WriteTable(w io.Writer, results []*Result) error {
 	var b strings.Builder
-	b.WriteString("| " + strings.Join(TableColumns, " | ") + " |\n")
-	b.WriteString("|" + strings.Repeat("---|", len(TableColumns)) + "\n")
+	var rows, nodeRows [][]string
 	for _, r := range results {
-		b.WriteString("| " + strings.Join(TableRow(r), " | ") + " |\n")
+		rows = append(rows, TableRow(r))
+		if r.Scenario.Fault.NodeFault() {
+			nodeRows = append(nodeRows, NodeTableRow(r))
+		}
+	}
+	markdownTable(&b, TableColumns, rows)
+	if len(nodeRows) > 0 {
+		b.WriteString("\n")
+		markdownTable(&b, NodeTableColumns, nodeRows)
 	}
 	for _, r := range results {
 		for _, m := range r.Misses {

@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,13 @@ type Options struct {
 	Ready   time.Duration `json:"ready_ns"`
 	AllocID string        `json:"alloc_id,omitempty"`
 	Poll    time.Duration `json:"poll_ns"` // watcher interval
+	// Net is the cluster layout's private network (CIDR), whose addresses
+	// the load may target besides loopback: the entry address keepalived
+	// holds on the namespaces scripts/node.sh made. Empty on one machine.
+	Net string `json:"net,omitempty"`
+	// Nodes is how many nodes the layout has (1, or 3 for the cluster):
+	// how many instances of each service a healthy stack passes.
+	Nodes int `json:"nodes,omitempty"`
 }
 
 // DefaultOptions are the command's defaults. The write share is 5.5%, not
@@ -55,8 +63,8 @@ func (o Options) Validate() error {
 	if err != nil || u.Scheme != "http" || u.Hostname() == "" {
 		return fmt.Errorf("url %q: want http://127.0.0.1:PORT/data", o.URL)
 	}
-	if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("url %q: drills only send load to loopback", o.URL)
+	if !o.Allowed(u.Hostname()) {
+		return fmt.Errorf("url %q: drills only send load to loopback or the cluster's own network (%s)", o.URL, cmp.Or(o.Net, "none on one machine"))
 	}
 	switch {
 	case !(o.Rate > 0 && o.Rate <= MaxRate):
@@ -71,18 +79,40 @@ func (o Options) Validate() error {
 	return nil
 }
 
+// Allowed reports whether host may receive the drill's load: a loopback
+// address, or an address of the cluster's own network.
+func (o Options) Allowed(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return false
+	}
+	if ip.IsLoopback() {
+		return true
+	}
+	_, n, err := net.ParseCIDR(o.Net)
+	return err == nil && ip.IsPrivate() && n.Contains(ip)
+}
+
 // Bound is the longest a scenario's load can run.
 func (o Options) Bound() time.Duration {
 	return o.Baseline + o.FreezeFor + o.Recover + o.Settle + o.After + 5*time.Second
 }
 
-// Healthy is the stack as up.sh leaves it: each service's passing count.
-var Healthy = map[string]int{"postgres-primary": 1, "postgres-follower": 2, "haproxy": 1, "backend": 2, "nginx": 1}
+// Healthy is the stack as up.sh leaves it on a layout of nodes nodes: each
+// service's passing count. HAProxy and Nginx run on every node.
+func Healthy(nodes int) map[string]int {
+	nodes = max(nodes, 1)
+	return map[string]int{"postgres-primary": 1, "postgres-follower": 2, "haproxy": nodes, "backend": 2, "nginx": nodes}
+}
 
 // Driller runs scenarios against the live stack.
 type Driller struct {
 	Clients *cluster.Clients
 	Procfs  Procfs
+	Nodes   Nodes     // whole-node faults; nil on one machine
 	Log     io.Writer // progress lines; nil for none
 }
 
@@ -107,17 +137,27 @@ func (d *Driller) Run(ctx context.Context, sc Scenario, o Options) (*Result, err
 		return r, fmt.Errorf("scenario %s: unknown role %q", sc.Name, sc.Role)
 	}
 	readyCtx, cancel := context.WithTimeout(ctx, o.Ready)
-	err := cluster.Poll(readyCtx, "a healthy stack before the drill", d.Clients.ServicesPassing(Healthy))
+	err := cluster.Poll(readyCtx, "a healthy stack before the drill", d.Clients.ServicesPassing(Healthy(o.Nodes)))
 	cancel()
 	if err != nil {
 		return r, err
 	}
-	v, err := ResolveVictim(ctx, d.Clients, role, o.AllocID)
+	allocID := o.AllocID
+	if sc.Fault.NodeFault() && sc.Role == "nginx" && allocID == "" {
+		// The Nginx that matters is the one whose node holds the entry.
+		if allocID, err = d.entryNginx(ctx, o); err != nil {
+			return r, err
+		}
+	}
+	v, err := ResolveVictim(ctx, d.Clients, role, allocID)
 	if err != nil {
 		return r, err
 	}
+	if err := victimNode(ctx, d.Clients, &v); err != nil {
+		return r, err
+	}
 	r.Victim = v
-	d.logf("%s: victim %s (alloc %s, %s)", sc.Name, v.Name, v.AllocID[:8], v.AllocName)
+	d.logf("%s: victim %s (alloc %s, %s, node %s)", sc.Name, v.Name, v.AllocID[:8], v.AllocName, v.Node)
 
 	// Watchers and load run until stopped below; both are bounded by Bound.
 	watchCtx, stopWatch := context.WithTimeout(context.WithoutCancel(ctx), o.Bound()+time.Minute)
@@ -168,7 +208,7 @@ func (d *Driller) Run(ctx context.Context, sc Scenario, o Options) (*Result, err
 	ids := AckedWrites(r.Requests)
 	d.logf("%s: checking %d acknowledged writes on the primary and the followers", sc.Name, len(ids))
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 90*time.Second)
-	r.Writes = CheckWrites(wctx, d.Clients, ids, Healthy["postgres-follower"])
+	r.Writes = CheckWrites(wctx, d.Clients, ids, Healthy(o.Nodes)["postgres-follower"])
 	cancel()
 
 	resumed := time.Time{}
@@ -221,6 +261,43 @@ func (d *Driller) drive(ctx context.Context, sc Scenario, o Options, r *Result, 
 		if err := errors.Join(holdErr, resumeErr); err != nil {
 			return err
 		}
+	case FaultNodeKill, FaultNodeIsolate:
+		n, err := NodeIndex(r.Victim.Node)
+		if err != nil {
+			return err
+		}
+		if d.Nodes == nil {
+			return fmt.Errorf("%s: no node control (the cluster layout's scripts/node.sh)", sc.Name)
+		}
+		cut, restore := "kill", "start"
+		if sc.Fault == FaultNodeIsolate {
+			cut, restore = "isolate", "heal"
+		}
+		if err := d.Nodes.Do(ctx, cut, n); err != nil {
+			return err
+		}
+		// Always brought back, even if the hold is interrupted.
+		restored := false
+		bringBack := func() error {
+			if restored {
+				return nil
+			}
+			restored = true
+			return d.Nodes.Do(context.WithoutCancel(ctx), restore, n)
+		}
+		defer func() {
+			if err := bringBack(); err != nil {
+				d.logf("%s: %s %s: %v", sc.Name, restore, r.Victim.Node, err)
+			}
+		}()
+		holdErr := sleep(ctx, o.FreezeFor)
+		restoreErr := bringBack()
+		v := ms(time.Since(r.Fault))
+		r.Events.ResumedMS = &v
+		d.logf("%s: %s %s after %s", sc.Name, restore, r.Victim.Node, o.FreezeFor)
+		if err := errors.Join(holdErr, restoreErr); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("unknown fault %q", sc.Fault)
 	}
@@ -240,7 +317,7 @@ func (d *Driller) drive(ctx context.Context, sc Scenario, o Options, r *Result, 
 			resumed = r.Fault.Add(time.Duration(*r.Events.ResumedMS * float64(time.Millisecond)))
 		}
 		probe.Analyze(resumed)
-		if e := probe.Events; e.ServedAgainMS != nil && (e.HealthyMS != nil || sc.Fault == FaultFreeze) {
+		if e := probe.Events; e.ServedAgainMS != nil && (e.HealthyMS != nil || sc.Fault == FaultFreeze || sc.Fault.NodeFault()) {
 			if served.IsZero() {
 				served = r.Fault.Add(time.Duration(*e.ServedAgainMS * float64(time.Millisecond)))
 				d.logf("%s: %s served again %.0f ms after the fault", sc.Name, r.Victim.Name, *e.ServedAgainMS)
@@ -255,6 +332,20 @@ func (d *Driller) drive(ctx context.Context, sc Scenario, o Options, r *Result, 
 		}
 		if err := sleep(ctx, 250*time.Millisecond); err != nil {
 			return err
+		}
+	}
+	if sc.Fault.NodeFault() {
+		// Back to full strength: the node's members rejoined (the old
+		// primary as a follower), every service at its count again.
+		fctx, cancel := context.WithDeadline(ctx, r.Fault.Add(o.Recover+o.Settle))
+		err := cluster.Poll(fctx, "every instance back after the node returned", d.Clients.ServicesPassing(Healthy(o.Nodes)))
+		cancel()
+		if err != nil {
+			d.logf("%s: %v", sc.Name, err)
+		} else {
+			v := ms(time.Since(r.Fault))
+			r.Events.FullStrengthMS = &v
+			d.logf("%s: full strength again %.0f ms after the fault", sc.Name, v)
 		}
 	}
 	return sleep(ctx, o.After)

@@ -11,6 +11,7 @@
 package drill
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -29,7 +30,18 @@ const (
 	// FaultFreeze sends SIGSTOP to every process of the task, holds, then
 	// SIGCONT: a hung instance that keeps its sockets open.
 	FaultFreeze Fault = "freeze"
+	// FaultNodeKill is a power cut of the victim's whole node (node.sh
+	// kill: every process SIGKILLed, its link down), held for FreezeFor,
+	// then the node is started again (node.sh start).
+	FaultNodeKill Fault = "node-kill"
+	// FaultNodeIsolate cuts the victim's node off the network with its
+	// processes alive (node.sh isolate), a partition, for FreezeFor, then
+	// heals it.
+	FaultNodeIsolate Fault = "node-isolate"
 )
+
+// NodeFault reports whether f hits a whole node (cluster layout only).
+func (f Fault) NodeFault() bool { return f == FaultNodeKill || f == FaultNodeIsolate }
 
 // Role is a kind of instance in the stack and where Nomad and Consul know it.
 type Role struct {
@@ -39,8 +51,15 @@ type Role struct {
 	Task    string // Nomad task
 	Service string // Consul service
 	// Replicated roles have several instances told apart by a name
-	// (follower-0, backend-1) that responses carry and replacements keep.
+	// (pg-0, backend-1) that responses carry and replacements keep.
 	Replicated bool
+	// Prefix names the instances (Prefix-N, N the allocation index); the
+	// role's name when empty.
+	Prefix string
+	// ByService: the group's allocations play several roles (Patroni
+	// members are leader or follower), so an instance of this role is an
+	// allocation whose Service passes in Consul right now.
+	ByService bool
 	// LBJob, LBTask and LBConfig locate the rendered load-balancer config
 	// that names the instances (empty for roles no balancer lists).
 	LBJob    string
@@ -49,22 +68,21 @@ type Role struct {
 
 // Roles are the instance kinds a drill can hit.
 var Roles = map[string]Role{
-	"follower": {Name: "follower", Job: "postgres", Group: "follower", Task: "postgres", Service: "postgres-follower",
-		Replicated: true, LBJob: "haproxy", LBConfig: "haproxy/local/haproxy.cfg"},
+	"follower": {Name: "follower", Job: "postgres", Group: "db", Task: "patroni", Service: "postgres-follower",
+		Replicated: true, Prefix: "pg", ByService: true, LBJob: "haproxy", LBConfig: "haproxy/local/haproxy.cfg"},
 	"backend": {Name: "backend", Job: "backend", Group: "backend", Task: "backend", Service: "backend",
 		Replicated: true, LBJob: "nginx", LBConfig: "nginx/local/nginx.conf"},
-	"primary": {Name: "primary", Job: "postgres", Group: "primary", Task: "postgres", Service: "postgres-primary"},
+	"primary": {Name: "primary", Job: "postgres", Group: "db", Task: "patroni", Service: "postgres-primary", ByService: true},
 	"haproxy": {Name: "haproxy", Job: "haproxy", Group: "haproxy", Task: "haproxy", Service: "haproxy"},
 	"nginx":   {Name: "nginx", Job: "nginx", Group: "nginx", Task: "nginx", Service: "nginx"},
 }
 
 // InstanceName is how the victim is named in the catalog, the rendered
-// configs and responses: follower-N / backend-N for replicated roles (N is
-// the allocation index, which a replacement keeps), the service name
-// otherwise.
+// configs and responses: pg-N / backend-N for replicated roles (N is the
+// allocation index, which a replacement keeps), the service name otherwise.
 func (r Role) InstanceName(allocIndex int) string {
 	if r.Replicated {
-		return fmt.Sprintf("%s-%d", r.Name, allocIndex)
+		return fmt.Sprintf("%s-%d", cmp.Or(r.Prefix, r.Name), allocIndex)
 	}
 	return r.Service
 }
@@ -89,6 +107,11 @@ var Scenarios = []Scenario{
 	{"primary-kill", "primary", FaultKill},
 	{"haproxy-kill", "haproxy", FaultKill},
 	{"nginx-kill", "nginx", FaultKill},
+	// The cluster layout's machines.
+	{"node-follower-kill", "follower", FaultNodeKill},
+	{"node-primary-kill", "primary", FaultNodeKill},
+	{"node-primary-isolate", "primary", FaultNodeIsolate},
+	{"node-entry-kill", "nginx", FaultNodeKill},
 }
 
 // ScenarioNames returns the known scenario names in suite order.
@@ -141,6 +164,13 @@ type Targets struct {
 	BackInRotation  time.Duration `json:"back_in_rotation_ns"` // fault to back in the LB config
 	SharedAgain     time.Duration `json:"shared_again_ns"`     // back in rotation to a fair share
 	WritesFail503   bool          `json:"writes_fail_503"`     // failed writes are 503s, quick
+	// EntryErrorsAllowed: requests that found no Nginx at the entry address
+	// (refused or timed out connections while keepalived moves it) are
+	// counted apart and do not fail ZeroFailed or ZeroFailedReads.
+	EntryErrorsAllowed bool `json:"entry_errors_allowed,omitempty"`
+	// WriteGap bounds the longest time, from the fault on, with no write
+	// acknowledged: how long writes were unavailable.
+	WriteGap time.Duration `json:"write_gap_ns,omitempty"`
 }
 
 // None reports whether no target applies beyond the lost-writes check
@@ -150,6 +180,21 @@ func (t Targets) None() bool { return t == Targets{} }
 // TargetsFor gives the targets of a scenario. Every scenario also requires
 // zero lost acknowledged writes.
 func TargetsFor(s Scenario) Targets {
+	if s.Fault.NodeFault() {
+		// A killed node may hold the entry address: its connections are
+		// the only failures allowed, reported apart.
+		t := Targets{EntryErrorsAllowed: true}
+		switch s.Role {
+		case "primary":
+			t.ZeroFailedReads, t.WritesFail503, t.WriteGap = true, true, 10*time.Second
+			if s.Fault == FaultNodeIsolate {
+				t.WriteGap = 12 * time.Second
+			}
+		default:
+			t.ZeroFailed = true
+		}
+		return t
+	}
 	switch {
 	case s.Role == "follower" || s.Role == "backend":
 		t := Targets{ZeroFailed: true}

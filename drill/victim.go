@@ -27,6 +27,7 @@ type Victim struct {
 	Task      string     `json:"task"`
 	Service   string     `json:"service"`
 	Procs     []ProcInfo `json:"procs,omitempty"` // what kill/freeze signalled
+	Node      string     `json:"node,omitempty"`  // the Nomad node it runs on
 }
 
 // AllocIndex parses the index out of an allocation name like
@@ -65,8 +66,13 @@ func ResolveVictim(ctx context.Context, c *cluster.Clients, role Role, allocID s
 	if err != nil {
 		return Victim{}, err
 	}
+	if role.ByService {
+		if allocs, err = playing(ctx, c, role.Service, allocs); err != nil {
+			return Victim{}, err
+		}
+	}
 	if len(allocs) == 0 {
-		return Victim{}, fmt.Errorf("no running allocation of %s.%s", role.Job, role.Group)
+		return Victim{}, fmt.Errorf("no running allocation of %s.%s passing %s", role.Job, role.Group, role.Service)
 	}
 	pick := allocs[0]
 	if allocID != "" {
@@ -89,6 +95,19 @@ func ResolveVictim(ctx context.Context, c *cluster.Clients, role Role, allocID s
 		Role: role.Name, AllocID: pick.ID, AllocName: pick.Name, Index: idx,
 		Name: role.InstanceName(idx), Job: role.Job, Group: role.Group, Task: role.Task, Service: role.Service,
 	}, nil
+}
+
+// playing keeps the allocations that have a passing instance of service in
+// Consul. Nomad names a service instance after its allocation
+// (_nomad-task-<alloc ID>-<task>-<service>-<port>).
+func playing(ctx context.Context, c *cluster.Clients, service string, allocs []*nomad.AllocationListStub) ([]*nomad.AllocationListStub, error) {
+	insts, err := c.Passing(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(allocs, func(a *nomad.AllocationListStub) bool {
+		return !slices.ContainsFunc(insts, func(i cluster.Instance) bool { return strings.Contains(i.ID, a.ID) })
+	}), nil
 }
 
 // Injector applies faults to a victim. Procfs finds the task's processes

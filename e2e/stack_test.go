@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -21,7 +20,8 @@ import (
 	"hastack/load"
 )
 
-const dataURL = "http://127.0.0.1:8080/data"
+// dataURL is /data at the running stack's entry point (see up).
+var dataURL = "http://127.0.0.1:8080/data"
 
 func clients(t *testing.T) *cluster.Clients {
 	t.Helper()
@@ -59,12 +59,18 @@ func testJobFilesAreFormattedAndValid(t *testing.T) {
 		}
 	}
 	run("fmt", "-check", "-recursive", "jobs/")
-	for _, job := range []string{"postgres", "haproxy", "backend", "nginx"} {
-		args := []string{"job", "validate", "-var-file=jobs/hastack.vars.hcl"}
-		if job == "backend" || job == "postgres" {
-			args = append(args, "-var", "bin_dir="+filepath.Join(root, "bin"))
+	for _, job := range []string{"postgres", "haproxy", "backend", "nginx", "entry"} {
+		// Both layouts: one machine, and the cluster's three nodes.
+		for _, nodes := range []string{"1", "3"} {
+			args := []string{"job", "validate", "-var-file=jobs/hastack.vars.hcl", "-var", "nodes=" + nodes}
+			switch job {
+			case "backend":
+				args = append(args, "-var", "bin_dir="+filepath.Join(root, "bin"))
+			case "entry":
+				args = []string{"job", "validate", "-var-file=jobs/hastack.vars.hcl", "-var", "entry_address=10.0.0.10/24"}
+			}
+			run(append(args, "jobs/"+job+".nomad.hcl")...)
 		}
-		run(append(args, "jobs/"+job+".nomad.hcl")...)
 	}
 }
 
@@ -115,7 +121,7 @@ func testLoadSpreadsOverBothBackendsAndFollowers(t *testing.T) {
 		}
 	}
 	fair("backend", s.PerBackend, "backend-0", "backend-1")
-	fair("follower", s.PerFollower, "follower-0", "follower-1")
+	fair("follower", s.PerFollower, followerNames(t)...)
 }
 
 type dataAnswer struct {
@@ -145,6 +151,7 @@ func testWrittenRowIsReadableThroughTheFollowers(t *testing.T) {
 	}
 
 	// Read it back by id through Nginx until both followers have served it.
+	followers := followerNames(t)
 	seen := map[string]bool{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -161,8 +168,10 @@ func testWrittenRowIsReadableThroughTheFollowers(t *testing.T) {
 				seen[got.Follower.Name] = true
 			}
 		}
-		if !seen["follower-0"] || !seen["follower-1"] {
-			return fmt.Errorf("served by %v so far", seen)
+		for _, f := range followers {
+			if !seen[f] {
+				return fmt.Errorf("served by %v so far, want %v", seen, followers)
+			}
 		}
 		return nil
 	})
@@ -214,14 +223,32 @@ func testFollowersHoldThePrimarysRows(t *testing.T) {
 		}
 		var got int64
 		var name string
-		if err := conn.QueryRow(ctx, "SELECT count(*), current_setting('cluster_name') FROM items").Scan(&got, &name); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT count(*), current_setting('hastack.member') FROM items").Scan(&got, &name); err != nil {
 			t.Fatal(err)
 		}
 		if got != want {
 			t.Errorf("%s holds %d rows, primary %d", name, got, want)
 		}
-		if !slices.Contains([]string{"follower-0", "follower-1"}, name) {
-			t.Errorf("follower at %s calls itself %q", f.Addr, name)
+		if name != f.Meta["name"] {
+			t.Errorf("follower at %s calls itself %q, Consul %q", f.Addr, name, f.Meta["name"])
 		}
 	}
+}
+
+// followerNames are the Patroni members that pass as followers now, by the
+// name their answers carry.
+func followerNames(t *testing.T) []string {
+	t.Helper()
+	insts, err := clients(t).Passing(context.Background(), "postgres-follower")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, in := range insts {
+		names = append(names, in.Meta["name"])
+	}
+	if len(names) != 2 {
+		t.Fatalf("passing followers %v, want 2", names)
+	}
+	return names
 }

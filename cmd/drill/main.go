@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,11 +51,18 @@ type config struct {
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var (
-		cfg   config
-		names listFlag
-		suite bool
+		cfg       config
+		names     listFlag
+		suite     bool
+		nodeSuite bool
 	)
 	o := drill.DefaultOptions()
+	// scripts/env.sh (and every script through scripts/lib.sh) says where
+	// the running layout's entry is and, on the cluster, its network.
+	if u := os.Getenv("HASTACK_URL"); u != "" {
+		o.URL = strings.TrimSuffix(u, "/") + "/data"
+	}
+	o.Net = os.Getenv("HASTACK_NET")
 	fs := flag.NewFlagSet("drill", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -63,8 +71,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fs.PrintDefaults()
 	}
 	fs.Var(&names, "scenario", "scenario `name`s to run, comma-separated or repeated")
-	fs.BoolVar(&suite, "suite", false, "run every scenario, in order")
-	fs.StringVar(&o.URL, "url", o.URL, "load target (loopback only)")
+	fs.BoolVar(&suite, "suite", false, "run every process scenario, in order (with -nodes, the node scenarios too)")
+	fs.BoolVar(&nodeSuite, "nodes", false, "with -suite: also the node scenarios (the cluster layout)")
+	fs.StringVar(&o.URL, "url", o.URL, "load target (loopback, or the cluster's network; default $HASTACK_URL/data)")
+	fs.StringVar(&o.Net, "net", o.Net, "the cluster's private network (CIDR) the load may target besides loopback (default $HASTACK_NET)")
 	fs.Float64Var(&o.Rate, "rate", o.Rate, fmt.Sprintf("requests per second, at most %d", drill.MaxRate))
 	fs.Float64Var(&o.WriteRatio, "write-ratio", o.WriteRatio, "share of POSTs, 0..1")
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "per-request timeout")
@@ -89,6 +99,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, cli.Usage(errors.New("-suite and -scenario exclude each other"))
 	case suite:
 		cfg.scenarios = drill.Scenarios
+		if !nodeSuite {
+			cfg.scenarios = slices.DeleteFunc(slices.Clone(cfg.scenarios), func(s drill.Scenario) bool { return s.Fault.NodeFault() })
+		}
 	case len(names) == 0:
 		return cfg, cli.Usage(errors.New("name a -scenario or pass -suite"))
 	default:
@@ -136,7 +149,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.opts.Nodes, err = clients.NodeCount(ctx); err != nil {
+		return err
+	}
 	d := &drill.Driller{Clients: clients, Procfs: drill.HostProcfs, Log: stderr}
+	if cfg.opts.Nodes > 1 {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		// bin/drill and scripts/node.sh live in the same checkout.
+		d.Nodes = drill.NodeScript{Path: filepath.Join(filepath.Dir(filepath.Dir(exe)), "scripts", "node.sh")}
+	}
+	for _, sc := range cfg.scenarios {
+		if sc.Fault.NodeFault() && cfg.opts.Nodes < 3 {
+			return fmt.Errorf("%s: node faults need the cluster layout (HASTACK_NODES=3 scripts/up.sh); this stack has %d node", sc.Name, cfg.opts.Nodes)
+		}
+	}
 	var results drill.Run
 	var runErrs []error
 	for _, sc := range cfg.scenarios {
