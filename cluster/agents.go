@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 
@@ -202,4 +203,54 @@ func (c *Clients) NodeCount(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("nomad nodes: %w", err)
 	}
 	return len(nodes), nil
+}
+
+// AvoidNode points c at the agents of another ready node when c's Nomad
+// address is node's, so that a drill that takes node down keeps its view
+// of the cluster. Consul is asked on the same host, port 8500. It does
+// nothing when c already talks to another node.
+func (c *Clients) AvoidNode(ctx context.Context, node string) error {
+	q := (&nomad.QueryOptions{}).WithContext(ctx)
+	stubs, _, err := c.Nomad.Nodes().List(q)
+	if err != nil {
+		return fmt.Errorf("nomad nodes: %w", err)
+	}
+	current := c.Nomad.Address()
+	var other string
+	for _, n := range stubs {
+		info, _, err := c.Nomad.Nodes().Info(n.ID, q)
+		if err != nil {
+			return fmt.Errorf("nomad node %s: %w", n.Name, err)
+		}
+		if n.Name == node {
+			if !strings.Contains(current, "//"+info.HTTPAddr) {
+				return nil
+			}
+			continue
+		}
+		if n.Status == "ready" && other == "" {
+			other = info.HTTPAddr
+		}
+	}
+	if other == "" {
+		return fmt.Errorf("no other ready node than %s to ask", node)
+	}
+	host, _, err := net.SplitHostPort(other)
+	if err != nil {
+		return fmt.Errorf("node address %q: %w", other, err)
+	}
+	ncfg := nomad.DefaultConfig()
+	ncfg.Address = "http://" + other
+	n, err := nomad.NewClient(ncfg)
+	if err != nil {
+		return fmt.Errorf("nomad client: %w", err)
+	}
+	ccfg := consul.DefaultConfig()
+	ccfg.Address = net.JoinHostPort(host, "8500")
+	cc, err := consul.NewClient(ccfg)
+	if err != nil {
+		return fmt.Errorf("consul client: %w", err)
+	}
+	c.Nomad, c.Consul = n, cc
+	return nil
 }

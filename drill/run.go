@@ -156,6 +156,12 @@ func (d *Driller) Run(ctx context.Context, sc Scenario, o Options) (*Result, err
 	if err := victimNode(ctx, d.Clients, &v); err != nil {
 		return r, err
 	}
+	if sc.Fault.NodeFault() {
+		// Watch the cluster through a node that stays.
+		if err := d.Clients.AvoidNode(ctx, v.Node); err != nil {
+			return r, err
+		}
+	}
 	r.Victim = v
 	d.logf("%s: victim %s (alloc %s, %s, node %s)", sc.Name, v.Name, v.AllocID[:8], v.AllocName, v.Node)
 

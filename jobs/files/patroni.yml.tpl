@@ -63,7 +63,7 @@ bootstrap:
         # A standby that stops answering (its machine is gone) ends its WAL
         # sender within this, so Patroni can name the other standby
         # synchronous instead of leaving commits waiting on a dead one.
-        wal_sender_timeout: 3s
+        wal_sender_timeout: 2s
   initdb:
     - encoding: UTF8
     - locale: C.UTF-8
