@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -267,6 +268,20 @@ func (d *Driller) drive(ctx context.Context, sc Scenario, o Options, r *Result, 
 		if err := errors.Join(holdErr, resumeErr); err != nil {
 			return err
 		}
+	case FaultConsulRestart, FaultNomadRestart:
+		n, err := NodeIndex(r.Victim.Node)
+		if err != nil {
+			return err
+		}
+		if d.Nodes == nil {
+			return fmt.Errorf("%s: no node control (the cluster layout's scripts/node.sh)", sc.Name)
+		}
+		if err := d.Nodes.Do(ctx, "restart-"+strings.TrimSuffix(string(sc.Fault), "-restart"), n); err != nil {
+			return err
+		}
+		v := ms(time.Since(r.Fault))
+		r.Events.ResumedMS = &v
+		d.logf("%s: %s of %s restarted", sc.Name, strings.TrimSuffix(string(sc.Fault), "-restart"), r.Victim.Node)
 	case FaultNodeKill, FaultNodeIsolate:
 		n, err := NodeIndex(r.Victim.Node)
 		if err != nil {

@@ -38,10 +38,21 @@ const (
 	// processes alive (node.sh isolate), a partition, for FreezeFor, then
 	// heals it.
 	FaultNodeIsolate Fault = "node-isolate"
+	// FaultConsulRestart and FaultNomadRestart restart one agent of the
+	// victim's node, a server of its cluster (node.sh restart-consul,
+	// restart-nomad): a planned restart, an upgrade.
+	FaultConsulRestart Fault = "consul-restart"
+	FaultNomadRestart  Fault = "nomad-restart"
 )
 
 // NodeFault reports whether f hits a whole node (cluster layout only).
-func (f Fault) NodeFault() bool { return f == FaultNodeKill || f == FaultNodeIsolate }
+func (f Fault) NodeFault() bool {
+	switch f {
+	case FaultNodeKill, FaultNodeIsolate, FaultConsulRestart, FaultNomadRestart:
+		return true
+	}
+	return false
+}
 
 // Role is a kind of instance in the stack and where Nomad and Consul know it.
 type Role struct {
@@ -112,6 +123,9 @@ var Scenarios = []Scenario{
 	{"node-primary-kill", "primary", FaultNodeKill},
 	{"node-primary-isolate", "primary", FaultNodeIsolate},
 	{"node-entry-kill", "nginx", FaultNodeKill},
+	// On the primary's node: the agents Patroni and the leader depend on.
+	{"consul-restart", "primary", FaultConsulRestart},
+	{"nomad-restart", "primary", FaultNomadRestart},
 }
 
 // ScenarioNames returns the known scenario names in suite order.
@@ -189,8 +203,12 @@ func TargetsFor(s Scenario) Targets {
 		// acknowledged again within the bound. A killed node may also hold
 		// the entry address: its connections are counted apart.
 		t := Targets{EntryErrorsAllowed: true, ZeroFailedReads: true, WritesFail503: true, WriteGap: 10 * time.Second}
-		if s.Fault == FaultNodeIsolate {
+		switch s.Fault {
+		case FaultNodeIsolate:
 			t.WriteGap = 12 * time.Second
+		case FaultConsulRestart, FaultNomadRestart:
+			// A server restarting costs nothing.
+			t = Targets{ZeroFailed: true}
 		}
 		return t
 	}

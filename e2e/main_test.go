@@ -63,6 +63,7 @@ func TestMain(m *testing.M) {
 // loads it and the drills break it (they end by waiting until reads spread
 // over every instance again).
 func TestStack(t *testing.T) {
+	up(t, 1)
 	for _, c := range []struct {
 		name string
 		test func(*testing.T)
@@ -86,6 +87,10 @@ func TestStack(t *testing.T) {
 func up(t *testing.T, nodes int) {
 	t.Helper()
 	layout := []string{"HASTACK_NODES=" + strconv.Itoa(nodes)}
+	// Addresses of the layout before, if any: env.sh says the new ones.
+	for _, k := range []string{"NOMAD_ADDR", "CONSUL_HTTP_ADDR", "HASTACK_URL", "HASTACK_NET"} {
+		os.Unsetenv(k)
+	}
 	if os.Getenv("HASTACK_E2E_REUSE") != "1" {
 		if err := script("down.sh", "--purge"); err != nil {
 			t.Fatal(err)

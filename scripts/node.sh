@@ -6,6 +6,9 @@
 #   create N    the namespace, its link and addresses (links left as they are)
 #   start N     create, links up, agents started (they rejoin by themselves)
 #   stop N      the agents stopped with SIGINT (no leave), as down.sh does
+#   restart-consul N, restart-nomad N
+#               a planned restart of one agent (an upgrade, a config change):
+#               SIGINT, then started again; its tasks keep running
 #   kill N      a power cut: link down, every process of the node SIGKILLed,
 #               its tmpfs mounts gone; the namespace and its disk stay
 #   isolate N   a partition: the link down, processes left running
@@ -17,7 +20,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-usage() { echo "usage: $0 create|start|stop|kill|isolate|heal|destroy N | status" >&2; exit 2; }
+usage() { echo "usage: $0 create|start|stop|restart-consul|restart-nomad|kill|isolate|heal|destroy N | status" >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 cmd=$1
 if [[ $cmd == status ]]; then
@@ -157,18 +160,35 @@ write_configs() {
 	HCL
 }
 
+start_consul() {
+	AGENT_NETNS=$ns start_agent "$dir/consul" consul \
+		-config-file "$ROOT/config/cluster/consul.hcl" -config-file "$dir/consul/node.hcl"
+	CONSUL_HTTP_ADDR=$addr:8500 hastack wait-consul -timeout 30s ||
+		die "$ns: consul does not answer: see $dir/consul/consul.log"
+}
+
+start_nomad() {
+	AGENT_NETNS=$ns start_agent "$dir/nomad" nomad \
+		-config "$ROOT/config/cluster/nomad.hcl" -config "$dir/nomad/node.hcl"
+}
+
 start() {
 	create
 	links_up
 	write_configs
-	AGENT_NETNS=$ns start_agent "$dir/consul" consul \
-		-config-file "$ROOT/config/cluster/consul.hcl" -config-file "$dir/consul/node.hcl"
 	# Nomad fingerprints its Consul agent at start, then every 15 s only: it
 	# starts once Consul answers.
-	CONSUL_HTTP_ADDR=$addr:8500 hastack wait-consul -timeout 30s ||
-		die "$ns: consul does not answer: see $dir/consul/consul.log"
-	AGENT_NETNS=$ns start_agent "$dir/nomad" nomad \
-		-config "$ROOT/config/cluster/nomad.hcl" -config "$dir/nomad/node.hcl"
+	start_consul
+	start_nomad
+}
+
+# restart_agent NAME: stop the node's NAME agent (SIGINT: it does not leave
+# the cluster) and start it again.
+restart_agent() {
+	local name=$1
+	agent_running "$dir/$name" "$name" || die "$ns: $name is not running"
+	stop_agents "$name" "$dir/$name"
+	"start_$name"
 }
 
 stop() {
@@ -245,6 +265,8 @@ status) status ;;
 create) create ;;
 start) start ;;
 stop) stop ;;
+restart-consul) restart_agent consul ;;
+restart-nomad) restart_agent nomad ;;
 kill) kill_node ;;
 isolate)
 	ns_exists || die "$ns: no such node"
