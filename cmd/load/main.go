@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"hastack/internal/cli"
@@ -99,7 +100,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (lo
 		fmt.Fprintln(fs.Output(), "usage: load [flags]\n\nSends requests to the data service and summarizes who answered.\nEach flag falls back to the LOAD_* variable shown, then to its default.\n\nflags:")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&cfg.URL, "url", cmp.Or(getenv("LOAD_URL"), "http://127.0.0.1:8080/data"), "target `URL` (LOAD_URL)")
+	// The running layout's entry (HASTACK_URL, from scripts/env.sh) unless
+	// told otherwise.
+	defURL := "http://127.0.0.1:8080/data"
+	if u := getenv("HASTACK_URL"); u != "" {
+		defURL = strings.TrimSuffix(u, "/") + "/data"
+	}
+	fs.StringVar(&cfg.URL, "url", cmp.Or(getenv("LOAD_URL"), defURL), "target `URL` (LOAD_URL, else $HASTACK_URL/data)")
 	fs.IntVar(&cfg.Requests, "n", envInt("LOAD_REQUESTS", 1000), "requests to send, 0 = until -duration (LOAD_REQUESTS)")
 	fs.DurationVar(&cfg.Duration, "duration", envDur("LOAD_DURATION", 60*time.Second), "hard bound on the run, 0 = until -n (LOAD_DURATION)")
 	fs.IntVar(&cfg.Concurrency, "c", envInt("LOAD_CONCURRENCY", 8), "concurrent workers (LOAD_CONCURRENCY)")
