@@ -75,7 +75,23 @@ func scenarioView(r *drill.Result) scenario {
 		s.Facts = append(s.Facts, [2]string{"reads that went around HAProxy", fmt.Sprint(r.Total.Direct)})
 	}
 	if e.ResumedMS != nil {
-		s.Facts = append(s.Facts, [2]string{"resumed (SIGCONT)", drill.FormatMS(e.ResumedMS)})
+		label := "resumed (SIGCONT)"
+		switch r.Scenario.Fault {
+		case drill.FaultNodeKill:
+			label = "node started again"
+		case drill.FaultNodeIsolate:
+			label = "node healed"
+		case drill.FaultConsulRestart, drill.FaultNomadRestart:
+			label = "agent restarted"
+		}
+		s.Facts = append(s.Facts, [2]string{label, drill.FormatMS(e.ResumedMS)})
+	}
+	if r.Scenario.Fault.NodeFault() {
+		s.Facts = append(s.Facts,
+			[2]string{"node", r.Victim.Node},
+			[2]string{"failed at the entry (refused, reset, timed out)", fmt.Sprint(r.EntryErrors)},
+			[2]string{"writes unavailable (longest without an ack)", fmt.Sprintf("%.0fms", r.WriteGapMS)},
+			[2]string{"back to full strength", drill.FormatMS(e.FullStrengthMS)})
 	}
 	if e.ErrorsFirstMS != nil {
 		s.Facts = append(s.Facts, [2]string{"clients saw errors", drill.FormatMS(e.ErrorsFirstMS) + " to " + drill.FormatMS(e.ErrorsLastMS)})
@@ -339,7 +355,7 @@ section.scenario { border-top: 2px solid #ddd; }
 </head>
 <body>
 <h1>hastack failure drills</h1>
-<p>Generated {{.Generated}}. Times are measured from the fault. Targets: zero failed requests when one follower or backend is stopped, killed or frozen, or HAProxy is killed; zero failed reads when the primary is, and failed writes are quick 503s; out of rotation within 1 s of a crash (3 s for a freeze); after a stop or a crash, back in rotation within 10 s and traffic shared again within 60 s of that; no acknowledged write lost in any scenario. Nginx, the single entry point, has no target beyond that: its figures are MEASURED. A missed time target is SLOW, any other FAIL.</p>
+<p>Generated {{.Generated}}. Times are measured from the fault. Targets: zero failed requests when one follower or backend is stopped, killed or frozen, or HAProxy is killed; zero failed reads when the primary is, and failed writes are quick 503s; out of rotation within 1 s of a crash (3 s for a freeze); after a stop or a crash, back in rotation within 10 s and traffic shared again within 60 s of that; no acknowledged write lost in any scenario. Nginx, the single entry point of one machine, has no target beyond that: its figures are MEASURED. Node scenarios (the three-node cluster): no failed read but at the entry address while it moves, failed writes only quick 503s, writes acknowledged again within 10 s (12 s for a partition); a server agent's restart, no failed request. A missed time target is SLOW, any other FAIL.</p>
 <table id="summary">
 <thead><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr></thead>
 <tbody>
