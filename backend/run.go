@@ -121,6 +121,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		// Deferred after the pools' Close, so it runs before them.
 		defer startRebalancer(ctx, loc, cfg.FollowerService, store, log)()
 	}
+	if cfg.WriteService != "" {
+		defer startLeaderWatch(ctx, loc, cfg.WriteService, writePool, log)()
+	}
 	srv := &http.Server{
 		Handler: NewServer(ServerOptions{
 			ID: cfg.ID, Store: store, SeedRows: cfg.SeedRows, RequestTimeout: cfg.RequestTimeout,

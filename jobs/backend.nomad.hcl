@@ -154,6 +154,10 @@ job "backend" {
         READ_BATCH_FILL_RECENT = var.read_batch_fill_recent
       }
 
+      # A write connection that reaches a member that is not the leader
+      # (Consul's view of a node that was cut off can lag: two members pass
+      # postgres-primary for a few seconds after it heals) is refused at
+      # connect (target_session_attrs) and the write retried on a new one.
       # The credentials, and where the databases were at start (new
       # connections then ask Consul, see READ_SERVICE). "noop": a primary or
       # HAProxy that is briefly unhealthy must not restart the backends.
@@ -170,8 +174,8 @@ job "backend" {
           {{ range service "haproxy" }}{{ $read = printf "%s:%d" .Address .Port }}{{ end -}}
           {{ $write := "postgres-primary.service.consul" -}}
           {{ range service "postgres-primary" }}{{ $write = printf "%s:%d" .Address .Port }}{{ end -}}
-          READ_DATABASE_URL=postgres://app:{{ $pw }}@{{ $read }}/hastack?sslmode=disable
-          WRITE_DATABASE_URL=postgres://app:{{ $pw }}@{{ $write }}/hastack?sslmode=disable
+          READ_DATABASE_URL='postgres://app:{{ $pw }}@{{ $read }}/hastack?sslmode=disable'
+          WRITE_DATABASE_URL='postgres://app:{{ $pw }}@{{ $write }}/hastack?sslmode=disable&target_session_attrs=read-write'
           {{ end -}}
         EOT
         destination = "secrets/db.env"
