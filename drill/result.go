@@ -215,7 +215,8 @@ func Evaluate(r *Result) (misses, slow []string) {
 	}
 	if t.WritesFail503 {
 		for _, q := range r.Requests {
-			if !q.OK() && q.Method == http.MethodPost && q.Kind != load.StatusKind(http.StatusServiceUnavailable) {
+			if !q.OK() && q.Method == http.MethodPost && q.Kind != load.StatusKind(http.StatusServiceUnavailable) &&
+				!(t.EntryErrorsAllowed && EntryError(q)) {
 				misses = append(misses, fmt.Sprintf("a write failed with %s, want only clean 503s", q.Kind))
 				break
 			}
