@@ -221,6 +221,23 @@ func TestTemplatesAgainstRealConsul(t *testing.T) {
 			t.Errorf("with backends the config must proxy, not answer 503:\n%s", out)
 		}
 		nginxCheck(t, env["NOMAD_TASK_DIR"], filepath.Join(env["NOMAD_TASK_DIR"], "nginx.conf"))
+		if !strings.Contains(out, "listen "+env["NOMAD_ADDR_http"]+" reuseport;") {
+			t.Errorf("on one machine nginx listens on its node's address only:\n%s", lines(out, "listen"))
+		}
+	})
+
+	t.Run("nginx on the cluster", func(t *testing.T) {
+		// Every address of its node, so the entry address keepalived
+		// moves there is served too.
+		env := taskEnv(t)
+		env["NGINX_LISTEN_ALL"] = "true"
+		_, port, _ := strings.Cut(env["NOMAD_ADDR_http"], ":")
+		env["NOMAD_PORT_http"] = port
+		out := render(t, addr, "nginx.ctmpl", env)
+		if !strings.Contains(out, "listen "+port+" reuseport;") {
+			t.Errorf("want nginx to listen on port %s of every address:\n%s", port, lines(out, "listen"))
+		}
+		nginxCheck(t, env["NOMAD_TASK_DIR"], filepath.Join(env["NOMAD_TASK_DIR"], "nginx.conf"))
 	})
 
 	gone := map[string]bool{}
