@@ -269,12 +269,9 @@ func (d *Driller) drive(ctx context.Context, sc Scenario, o Options, r *Result, 
 			return err
 		}
 	case FaultConsulRestart, FaultNomadRestart:
-		n, err := NodeIndex(r.Victim.Node)
+		n, err := d.victimNode(sc, r)
 		if err != nil {
 			return err
-		}
-		if d.Nodes == nil {
-			return fmt.Errorf("%s: no node control (the cluster layout's scripts/node.sh)", sc.Name)
 		}
 		if err := d.Nodes.Do(ctx, "restart-"+strings.TrimSuffix(string(sc.Fault), "-restart"), n); err != nil {
 			return err
@@ -283,12 +280,9 @@ func (d *Driller) drive(ctx context.Context, sc Scenario, o Options, r *Result, 
 		r.Events.ResumedMS = &v
 		d.logf("%s: %s of %s restarted", sc.Name, strings.TrimSuffix(string(sc.Fault), "-restart"), r.Victim.Node)
 	case FaultNodeKill, FaultNodeIsolate:
-		n, err := NodeIndex(r.Victim.Node)
+		n, err := d.victimNode(sc, r)
 		if err != nil {
 			return err
-		}
-		if d.Nodes == nil {
-			return fmt.Errorf("%s: no node control (the cluster layout's scripts/node.sh)", sc.Name)
 		}
 		cut, restore := "kill", "start"
 		if sc.Fault == FaultNodeIsolate {
@@ -370,6 +364,15 @@ func (d *Driller) drive(ctx context.Context, sc Scenario, o Options, r *Result, 
 		}
 	}
 	return sleep(ctx, o.After)
+}
+
+// victimNode is N of the victim's node hastack-N, for a node fault, which
+// needs the cluster layout's node control.
+func (d *Driller) victimNode(sc Scenario, r *Result) (int, error) {
+	if d.Nodes == nil {
+		return 0, fmt.Errorf("%s: no node control (the cluster layout's scripts/node.sh)", sc.Name)
+	}
+	return NodeIndex(r.Victim.Node)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

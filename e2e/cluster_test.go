@@ -16,7 +16,6 @@ import (
 
 	"hastack/cluster"
 	"hastack/drill"
-	"hastack/drill/report"
 	"hastack/load"
 )
 
@@ -135,19 +134,7 @@ func testNodeDrills(t *testing.T) {
 	if len(run.Results) == 0 {
 		return
 	}
-	dir := filepath.Join(root, "results", "drills", "e2e-cluster-"+time.Now().UTC().Format("20060102T150405Z"))
-	if err := run.WriteFiles(dir); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(filepath.Join(dir, "report.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := report.Render(f, run, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("report: %s", f.Name())
+	writeRun(t, run, "e2e-cluster-")
 }
 
 // testDownLeavesNothing: scripts/down.sh removes the nodes, their links and

@@ -81,22 +81,7 @@ func testDrills(t *testing.T) {
 	}
 	leaveBalanced(t, o.URL)
 
-	dir := filepath.Join(root, "results", "drills", "e2e-"+time.Now().UTC().Format("20060102T150405Z"))
-	if err := run.WriteFiles(dir); err != nil {
-		t.Fatal(err)
-	}
-	html := filepath.Join(dir, "report.html")
-	f, err := os.Create(html)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := report.Render(f, run, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("report: %s", html)
+	html := writeRun(t, run, "e2e-")
 	if shot := os.Getenv("DRILL_SCREENSHOT"); shot != "" {
 		shot = filepath.Join(root, shot)
 		if err := os.MkdirAll(filepath.Dir(shot), 0o755); err != nil {
@@ -107,6 +92,30 @@ func testDrills(t *testing.T) {
 		}
 		t.Logf("screenshot: %s", shot)
 	}
+}
+
+// writeRun writes a drill run's files and report.html under
+// results/drills/<prefix><UTC time> and returns the report's path.
+func writeRun(t *testing.T, run drill.Run, prefix string) string {
+	t.Helper()
+	dir := filepath.Join(root, "results", "drills", prefix+time.Now().UTC().Format("20060102T150405Z"))
+	if err := run.WriteFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	html := filepath.Join(dir, "report.html")
+	f, err := os.Create(html)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := report.Render(f, run, time.Now()); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report: %s", html)
+	return html
 }
 
 // leaveBalanced waits (bounded) until reads spread over both backends and
