@@ -72,7 +72,8 @@ func (d *Driller) entryNginx(ctx context.Context, o Options) (string, error) {
 		return "", err
 	}
 	addr := u.Hostname()
-	allocs, err := runningAllocs(ctx, d.Clients, "nginx", "nginx")
+	nginx := Roles["nginx"]
+	allocs, err := runningAllocs(ctx, d.Clients, nginx.Job, nginx.Group)
 	if err != nil {
 		return "", err
 	}
